@@ -1,0 +1,107 @@
+/*
+ * The one C interface between the nginx shim (nginx/) and the Swift core
+ * (Sources/SageMakerSessionsABI). It uses no nginx type so that Swift can
+ * import it without nginx's headers.
+ *
+ * Ownership: handles returned by Swift (store, path) are released with the
+ * matching *_release call, from a cleanup of the cycle pool that holds the
+ * configuration. Bytes that Swift returns for a request live in memory that
+ * Swift got from the caller's allocator (the request pool).
+ */
+
+#ifndef _NGX_HTTP_SAGEMAKER_SESSIONS_H_INCLUDED_
+#define _NGX_HTTP_SAGEMAKER_SESSIONS_H_INCLUDED_
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define SMS_ERRLEN            512
+#define SMS_PATHLEN           4096
+
+
+typedef struct {
+    const unsigned char      *data;
+    size_t                    len;
+} sms_str_t;
+
+
+/* returns NULL on failure */
+typedef void *(*sms_alloc_pt)(void *pool, size_t size);
+
+
+/* http-level configuration, as written by directives (unset: -1 / NULL) */
+typedef struct {
+    int                       enabled;
+    sms_str_t                 path;
+    int64_t                   expiration;
+} sms_main_directives_t;
+
+
+typedef struct {
+    int                       enabled;
+    int64_t                   expiration;
+    void                     *store;             /* NULL when disabled */
+    char                      path[SMS_PATHLEN]; /* the directory in use */
+    char                      warning[SMS_ERRLEN]; /* "" or [warn] text */
+    char                      error[SMS_ERRLEN];   /* "" or [emerg] text */
+} sms_main_resolved_t;
+
+
+/* what the shim knows of a request */
+typedef struct {
+    sms_str_t                 session_id;        /* data NULL: no header */
+    sms_str_t                 body;              /* the whole body */
+    int                       has_body;          /* a body was read */
+} sms_request_t;
+
+
+/* what the shim must do with it */
+#define SMS_PASS              0   /* hand the request on unchanged */
+#define SMS_PASS_NEW_BODY     1   /* hand it on with body replaced */
+#define SMS_RESPOND           2   /* answer it here */
+
+/* log levels, numerically nginx's */
+#define SMS_LOG_NONE          0
+#define SMS_LOG_ERR           4
+#define SMS_LOG_WARN          5
+#define SMS_LOG_NOTICE        6
+#define SMS_LOG_INFO          7
+
+typedef struct {
+    int                       action;
+    int                       status;
+    sms_str_t                 content_type;
+    sms_str_t                 header_name;       /* len 0: no extra header */
+    sms_str_t                 header_value;
+    sms_str_t                 body;              /* response or new request body */
+    int                       log_level;
+    sms_str_t                 log_message;
+} sms_decision_t;
+
+
+/* configuration time (master process) */
+
+int sms_main_conf_resolve(const sms_main_directives_t *in,
+    sms_main_resolved_t *out);
+int sms_store_grant(void *store, uint32_t uid, uint32_t gid,
+    char *err, size_t errlen);
+void sms_store_release(void *store);
+
+void *sms_path_compile(const unsigned char *data, size_t len,
+    char *err, size_t errlen);
+void sms_path_release(void *path);
+
+
+/* request time (worker processes); returns 0, or -1 if out of memory */
+
+int sms_decide(void *store, void *inject_path, const sms_request_t *req,
+    sms_alloc_pt alloc, void *pool, sms_decision_t *out);
+
+
+/* one bounded step of the expiry sweep; returns ms until the next step */
+
+uint64_t sms_sweep_step(void *store);
+
+
+#endif /* _NGX_HTTP_SAGEMAKER_SESSIONS_H_INCLUDED_ */

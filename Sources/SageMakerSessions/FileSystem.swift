@@ -1,0 +1,149 @@
+import Glibc
+
+/// An errno with the text the C library gives it, which is what the
+/// `Failed to ... session: <reason>` answers show.
+public struct SystemError: Error, Equatable, CustomStringConvertible {
+    public let code: Int32
+
+    public init(_ code: Int32) { self.code = code }
+
+    public static var current: SystemError { SystemError(errno) }
+
+    public var description: String {
+        guard let text = strerror(code) else { return "error \(code)" }
+        return String(cString: text)
+    }
+}
+
+/// The few file operations the store needs, on plain paths. Small tmpfs
+/// operations only: this runs inside nginx's event loop.
+enum FileSystem {
+    static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws(SystemError) {
+        if mkdir(path, mode) != 0 { throw .current }
+    }
+
+    /// `mkdir -p`.
+    static func makeDirectories(_ path: String) throws(SystemError) {
+        var prefix = ""
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + part
+            if mkdir(prefix, 0o755) != 0 {
+                let e = errno
+                if e != EEXIST { throw SystemError(e) }
+            }
+        }
+        guard isDirectory(path) else { throw SystemError(ENOTDIR) }
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Creates a new file holding `bytes`; fails if it exists.
+    static func createFile(_ path: String, bytes: String) throws(SystemError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 { throw .current }
+        var bytes = bytes
+        let ok = bytes.withUTF8 { buf -> Bool in
+            var done = 0
+            while done < buf.count {
+                let n = write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                done += n
+            }
+            return true
+        }
+        let e = errno
+        close(fd)
+        if !ok { throw SystemError(e) }
+    }
+
+    /// Reads a small file whole; files larger than `limit` are an error.
+    static func readSmallFile(_ path: String, limit: Int = 4096) throws(SystemError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 { throw .current }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: limit + 1)
+        var total = 0
+        while total <= limit {
+            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit + 1 - total) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .current
+            }
+            if n == 0 { break }
+            total += n
+        }
+        if total > limit { throw SystemError(EFBIG) }
+        out.removeSubrange(total...)
+        return out
+    }
+
+    static func rename(_ from: String, _ to: String) throws(SystemError) {
+        if Glibc.rename(from, to) != 0 { throw .current }
+    }
+
+    /// Modification time in Unix seconds, nil if the entry is gone.
+    static func modificationTime(_ path: String) -> Double? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1_000_000_000
+    }
+
+    /// `rm -rf` of one session directory: regular entries and, for whatever
+    /// another process left there, nested directories a few levels deep.
+    static func removeTree(_ path: String) throws(SystemError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return }
+            if errno == ENOTDIR || errno == ELOOP {
+                if unlink(path) != 0, errno != ENOENT { throw .current }
+                return
+            }
+            throw .current
+        }
+        try removeContents(of: fd, depth: 0)
+        if rmdir(path) != 0, errno != ENOENT { throw .current }
+    }
+
+    private static func removeContents(of fd: Int32, depth: Int) throws(SystemError) {
+        guard let dir = fdopendir(fd) else {
+            let e = errno
+            close(fd)
+            throw SystemError(e)
+        }
+        defer { closedir(dir) }
+        var failure: SystemError?
+        while let entry = readdir(dir) {
+            let name = entryName(entry)
+            if name == "." || name == ".." { continue }
+            if unlinkat(fd, name, 0) == 0 || errno == ENOENT { continue }
+            guard errno == EISDIR, depth < 8 else {
+                failure = .current
+                continue
+            }
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if child < 0 {
+                failure = .current
+                continue
+            }
+            do {
+                try removeContents(of: child, depth: depth + 1)
+            } catch {
+                failure = error
+            }
+            if unlinkat(fd, name, AT_REMOVEDIR) != 0, errno != ENOENT { failure = .current }
+        }
+        if let failure { throw failure }
+    }
+
+    static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafePointer(to: &entry.pointee.d_name) {
+            String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+        }
+    }
+}

@@ -1,0 +1,133 @@
+/// A dotted path into a JSON document: `a.b.c`, where a segment may be quoted
+/// (`headers."X-Session-Id"`) to hold dots. Paths are compiled once, when nginx
+/// reads its configuration, so that a bad one fails `nginx -t`.
+public struct JSONPath: Equatable, CustomStringConvertible {
+    public let segments: [String]
+
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
+        case empty
+        case emptySegment(at: Int)
+        case unterminatedQuote
+        case unexpected(Character, at: Int)
+
+        public var description: String {
+            switch self {
+            case .empty: return "the path is empty"
+            case .emptySegment(let at): return "empty segment at offset \(at)"
+            case .unterminatedQuote: return "unterminated quoted segment"
+            case .unexpected(let c, let at): return "unexpected \"\(c)\" at offset \(at)"
+            }
+        }
+    }
+
+    public init(segments: [String]) {
+        self.segments = segments
+    }
+
+    public init(parsing text: String) throws {
+        let chars = Array(text)
+        guard !chars.isEmpty else { throw ParseError.empty }
+        var segments: [String] = []
+        var i = 0
+        while true {
+            var segment = ""
+            if i < chars.count, chars[i] == "\"" {
+                i += 1
+                var closed = false
+                while i < chars.count {
+                    let c = chars[i]
+                    if c == "\\", i + 1 < chars.count {
+                        segment.append(chars[i + 1])
+                        i += 2
+                        continue
+                    }
+                    if c == "\"" {
+                        closed = true
+                        i += 1
+                        break
+                    }
+                    segment.append(c)
+                    i += 1
+                }
+                guard closed else { throw ParseError.unterminatedQuote }
+                guard !segment.isEmpty else { throw ParseError.emptySegment(at: i - 2) }
+                if i < chars.count, chars[i] != "." { throw ParseError.unexpected(chars[i], at: i) }
+            } else {
+                let start = i
+                while i < chars.count, chars[i] != "." {
+                    let c = chars[i]
+                    if c == "\"" || c.isWhitespace || c.asciiValue.map({ $0 < 0x20 || $0 == 0x7f }) == true {
+                        throw ParseError.unexpected(c, at: i)
+                    }
+                    segment.append(c)
+                    i += 1
+                }
+                guard !segment.isEmpty else { throw ParseError.emptySegment(at: start) }
+            }
+            segments.append(segment)
+            if i >= chars.count { break }
+            i += 1  // the dot
+            if i >= chars.count { throw ParseError.emptySegment(at: i) }
+        }
+        self.segments = segments
+    }
+
+    public var description: String {
+        segments.map { s in
+            s.contains(".") || s.contains("\"") || s.contains(" ")
+                ? "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
+                : s
+        }.joined(separator: ".")
+    }
+
+    /// The value at this path, or nil. `keyMatch` lets header names match
+    /// case-insensitively while body keys match exactly.
+    public func value(in root: JSON, keyMatch: ((Int, String, String) -> Bool)? = nil) -> JSON? {
+        var current = root
+        for (depth, segment) in segments.enumerated() {
+            if let match = keyMatch {
+                guard let key = current.keys.first(where: { match(depth, $0, segment) }),
+                      let next = current[key] else { return nil }
+                current = next
+            } else {
+                guard let next = current[segment] else { return nil }
+                current = next
+            }
+        }
+        return current
+    }
+
+    public enum SetError: Error, Equatable {
+        /// A segment before the last one holds something that is not an object.
+        case notAnObject(prefix: String)
+        case outOfMemory
+    }
+
+    /// Writes `value` at this path, creating the objects that are missing.
+    /// Existing non-object values on the way are an error, never overwritten:
+    /// silently dropping a client's field is worse than refusing the request.
+    public func set(_ value: JSON, in root: JSON) throws(SetError) {
+        guard root.isObject else { throw .notAnObject(prefix: "") }
+        var current = root
+        for (depth, segment) in segments.dropLast().enumerated() {
+            if let next = current[segment] {
+                guard next.isObject else {
+                    throw .notAnObject(prefix: JSONPath(segments: Array(segments[...depth])).description)
+                }
+                current = next
+            } else {
+                guard let created = JSON.object(), current.set(segment, created) else { throw .outOfMemory }
+                current = created
+            }
+        }
+        guard let last = segments.last, current.set(last, value) else { throw .outOfMemory }
+    }
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}

@@ -1,0 +1,114 @@
+/// The built-in session manager: what to do with one request to a
+/// `sagemaker_session_manager` location.
+public enum Decision {
+    case pass
+    /// Pass the request on with this body instead of the client's.
+    case passWithBody(JSON)
+    case answer(Answer)
+}
+
+public struct SessionManager {
+    /// nil when sessions are disabled.
+    public let store: SessionStore?
+    /// Where the session id goes in the body of an invocation, if anywhere.
+    public let injectPath: JSONPath?
+
+    public init(store: SessionStore?, injectPath: JSONPath?) {
+        self.store = store
+        self.injectPath = injectPath
+    }
+
+    /// - Parameters:
+    ///   - sessionID: the session header's bytes, nil when there is none.
+    public func decide(sessionID: [UInt8]?, body: UnsafeRawBufferPointer, now: Double = WallClock.now()) -> Decision {
+        do {
+            return try route(sessionID: sessionID, body: body, now: now)
+        } catch {
+            return .answer(error.answer)
+        }
+    }
+
+    func route(sessionID: [UInt8]?, body: UnsafeRawBufferPointer, now: Double) throws(SessionError) -> Decision {
+        switch SessionRequest.classify(body) {
+        case .malformed(let detail):
+            throw .malformedRequest(detail)
+        case .newSession:
+            return .answer(try create(now: now))
+        case .close:
+            return .answer(try close(sessionID, now: now))
+        case .invocation(let parsed):
+            return try invoke(sessionID, body: body, parsed: parsed, now: now)
+        }
+    }
+
+    func create(now: Double) throws(SessionError) -> Answer {
+        guard let store else { throw .disabled }
+        let created: SessionStore.Created
+        do {
+            created = try store.create(now: now)
+        } catch {
+            throw .createFailed(error)
+        }
+        let expires = UTCTimestamp.format(unixSeconds: created.expiresAt)
+        return Answer(status: 200, contentType: Answer.text,
+                      header: (Answer.newSessionIDHeader, "\(created.id); Expires=\(expires)"),
+                      body: "Session \(created.id) created",
+                      log: (.info, "session \(created.id) created, expires \(expires)"))
+    }
+
+    func close(_ sessionID: [UInt8]?, now: Double) throws(SessionError) -> Answer {
+        guard let store else { throw .disabled }
+        guard let raw = sessionID, !raw.isEmpty else { throw .missingSessionID }
+        let id = String(decoding: raw, as: UTF8.self)
+        let outcome: SessionStore.Closed
+        do {
+            outcome = try store.close(id, now: now)
+        } catch {
+            throw .closeFailed(error)
+        }
+        switch outcome {
+        case .notFound: throw .notFound(id)
+        case .expired: throw .expired(id)
+        case .closed:
+            return Answer(status: 200, contentType: Answer.text,
+                          header: (Answer.closedSessionIDHeader, id),
+                          body: "Session \(id) closed", log: (.info, "session \(id) closed"))
+        }
+    }
+
+    func invoke(_ sessionID: [UInt8]?, body: UnsafeRawBufferPointer, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
+        guard let raw = sessionID else { return .pass }
+        guard let store else { throw .disabled }
+        if raw.isEmpty { return .pass }
+        let id = String(decoding: raw, as: UTF8.self)
+        let found: SessionStore.Lookup
+        do {
+            found = try store.lookup(id, now: now)
+        } catch {
+            throw .readFailed(id: id, error)
+        }
+        switch found {
+        case .notFound: throw .notFound(id)
+        case .expired: throw .expired(id)
+        case .valid: break
+        }
+        guard let path = injectPath else { return .pass }
+        return .passWithBody(try inject(id, at: path, body: body, parsed: parsed))
+    }
+
+    func inject(_ id: String, at path: JSONPath, body: UnsafeRawBufferPointer, parsed: JSON?) throws(SessionError) -> JSON {
+        guard let document = parsed ?? JSON.parse(body), document.isObject else {
+            throw .notAnObject(path: path.description)
+        }
+        guard let value = JSON.string(id) else { throw .outOfMemory }
+        do {
+            try path.set(value, in: document)
+        } catch {
+            switch error {
+            case .notAnObject(let prefix): throw .cannotInject(path: path.description, blockedAt: prefix)
+            case .outOfMemory: throw .outOfMemory
+            }
+        }
+        return document
+    }
+}

@@ -1,0 +1,129 @@
+import Glibc
+
+/// Sessions as the Python library keeps them: one directory per session under
+/// `root`, holding `.expiration_ts` and one JSON file per key. The files are
+/// the only truth, shared by every worker, every reload and the engine.
+///
+/// A session appears and disappears with one `rename`, so no reader ever sees
+/// half of one: it is written under a dot-name first and renamed into place,
+/// and it is renamed out of place before its files are removed.
+public final class SessionStore {
+    public let root: String
+    public let expiration: Int64
+    let sweep: ExpirySweep
+
+    /// Entries named like this are work in progress, never sessions.
+    static let creatingPrefix = ".new-"
+    static let removingPrefix = ".gone-"
+
+    public init(root: String, expiration: Int64) {
+        self.root = root
+        self.expiration = expiration
+        self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration))
+    }
+
+    public struct Created: Equatable {
+        public let id: String
+        public let expiresAt: Double
+    }
+
+    public enum Lookup: Equatable {
+        case valid(expiresAt: Double)
+        case notFound
+        case expired
+    }
+
+    public func directory(of id: String) -> String { root + "/" + id }
+
+    public func create(now: Double = WallClock.now(), id: String = SessionID.generate()) throws(SystemError) -> Created {
+        let expiresAt = now + Double(expiration)
+        let staging = root + "/" + SessionStore.creatingPrefix + id
+        try FileSystem.makeDirectory(staging)
+        do {
+            try FileSystem.createFile(staging + "/.expiration_ts",
+                                      bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
+            try FileSystem.rename(staging, directory(of: id))
+        } catch {
+            try? FileSystem.removeTree(staging)
+            throw error
+        }
+        return Created(id: id, expiresAt: expiresAt)
+    }
+
+    /// Checks a session on disk. An expired one is removed on the spot, and is
+    /// reported as expired to this caller and as not found to later ones.
+    public func lookup(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+        guard SessionID.isCanonical(id) else { return .notFound }
+        guard let expiresAt = try expiration(of: id) else { return .notFound }
+        if now > expiresAt {
+            retire(id)
+            return .expired
+        }
+        return .valid(expiresAt: expiresAt)
+    }
+
+    public enum Closed: Equatable {
+        case closed
+        case notFound
+        case expired
+    }
+
+    /// Of two closes racing on one session, exactly one wins the rename.
+    public func close(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Closed {
+        switch try lookup(id, now: now) {
+        case .notFound: return .notFound
+        case .expired: return .expired
+        case .valid: break
+        }
+        let gone = removingName(for: id)
+        do {
+            try FileSystem.rename(directory(of: id), gone)
+        } catch {
+            if error.code == ENOENT { return .notFound }
+            throw error
+        }
+        try? FileSystem.removeTree(gone)
+        return .closed
+    }
+
+    /// The expiry time written in a session's `.expiration_ts`; nil when the
+    /// session (or that file) does not exist or does not hold a number.
+    func expiration(of id: String) throws(SystemError) -> Double? {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.readSmallFile(directory(of: id) + "/.expiration_ts")
+        } catch {
+            if error.code == ENOENT || error.code == ENOTDIR || error.code == EFBIG { return nil }
+            throw error
+        }
+        return bytes.withUnsafeBytes { JSON.parse($0)?.numberValue }
+    }
+
+    /// Takes a session out of sight, then removes its files; a failure to
+    /// remove leaves a dot-entry that the sweep finishes later.
+    func retire(_ id: String) {
+        let gone = removingName(for: id)
+        guard (try? FileSystem.rename(directory(of: id), gone)) != nil else { return }
+        try? FileSystem.removeTree(gone)
+    }
+
+    func removingName(for id: String) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return root + "/" + SessionStore.removingPrefix + id + "-" + String(rng.next(), radix: 36)
+    }
+
+    /// Makes the directory usable by nginx's worker user when the master runs
+    /// as root.
+    public func grant(uid: uid_t, gid: gid_t) throws(SystemError) {
+        guard geteuid() == 0 else { return }
+        var st = stat()
+        guard stat(root, &st) == 0 else { throw .current }
+        if st.st_uid == uid && st.st_gid == gid { return }
+        if chown(root, uid, gid) != 0 { throw .current }
+    }
+
+    /// One bounded step of the sweep; returns milliseconds until the next.
+    public func sweepStep(now: Double = WallClock.now()) -> UInt64 {
+        sweep.step(store: self, now: now)
+    }
+}
