@@ -565,6 +565,7 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_sagemaker_sessions_main_conf_t *smcf = conf;
 
+    ngx_str_t               path;
     ngx_pool_cleanup_t     *cln;
     sms_main_resolved_t    *res;
     sms_main_directives_t   in;
@@ -595,8 +596,11 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     smcf->expiration = (time_t) res->expiration;
     smcf->store = res->store;
 
-    smcf->path.len = ngx_strlen(res->path);
-    smcf->path.data = ngx_pstrdup(cf->pool, &smcf->path);
+    path.data = (u_char *) res->path;
+    path.len = ngx_strlen(res->path);
+
+    smcf->path.len = path.len;
+    smcf->path.data = ngx_pstrdup(cf->pool, &path);
     if (smcf->path.data == NULL) {
         return NGX_CONF_ERROR;
     }

@@ -1,0 +1,45 @@
+import os
+import shutil
+
+import pytest
+
+from harness import MODULE, Engine, Nginx
+
+
+def pytest_sessionstart(session):
+    if not os.path.exists(MODULE):
+        raise pytest.UsageError(f"{MODULE} is missing: run `make build` first")
+
+
+@pytest.fixture
+def engine():
+    e = Engine()
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def start_nginx(engine):
+    """start_nginx(**options) -> a running Nginx; all are stopped after the test,
+    and a test fails if any worker died on a signal."""
+    started = []
+
+    def start(**kw):
+        n = Nginx(engine.port, **kw)
+        started.append(n)
+        return n.start()
+
+    yield start
+    crashed = []
+    for n in started:
+        n.stop()
+        crashed += n.crashes()
+    for n in started:
+        shutil.rmtree(n.dir, ignore_errors=True)
+    assert not crashed, crashed
+
+
+@pytest.fixture
+def ngx(start_nginx):
+    """The default: sessions on, a manager location without body injection."""
+    return start_nginx()

@@ -1,0 +1,304 @@
+"""A real nginx loading the built module, in front of an engine stub, on loopback.
+
+Every test starts its own nginx (prefix in a fresh temp directory, workers as
+nginx's default user) and its own engine stub, and stops both by pid.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULE = os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+SESSION = "X-Amzn-SageMaker-Session-Id"
+NEW_SESSION = "X-Amzn-SageMaker-New-Session-Id"
+CLOSED_SESSION = "X-Amzn-SageMaker-Closed-Session-Id"
+ENV_KEYS = (
+    "SAGEMAKER_ENABLE_STATEFUL_SESSIONS",
+    "SAGEMAKER_SESSIONS_PATH",
+    "SAGEMAKER_SESSIONS_EXPIRATION",
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def workdir():
+    """A temp directory nginx's workers (nobody) can traverse."""
+    d = tempfile.mkdtemp(prefix="sms-")
+    os.chmod(d, 0o755)
+    return d
+
+
+class Engine:
+    """The inference engine stand-in: records every request, answers JSON."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    body = self._read_chunked()
+                record = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
+                with engine.lock:
+                    engine.requests.append(record)
+                out = json.dumps({"engine": "ok", "bytes": len(body)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def _read_chunked(self):
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def last(self):
+        with self.lock:
+            return self.requests[-1] if self.requests else None
+
+    def count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+CONF = """\
+load_module {module};
+worker_processes {workers};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+{main_extra}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{http_extra}
+    upstream engine {{
+        server 127.0.0.1:{engine_port};
+        keepalive 8;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /invocations {{
+{location_extra}
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://engine;
+        }}
+        location /ping {{
+            proxy_pass http://engine;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """One nginx master with its workers, configured from the template."""
+
+    def __init__(self, engine_port, http="", location="sagemaker_session_manager;",
+                 workers=1, env=None, main="", sessions=True, directory=None):
+        self.dir = directory or workdir()
+        self.port = free_port()
+        self.sessions_path = os.path.join(self.dir, "sessions")
+        http_lines = []
+        if sessions:
+            http_lines.append("sagemaker_sessions on;")
+            http_lines.append(f"sagemaker_sessions_path {self.sessions_path};")
+        http_lines.append(http)
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(CONF.format(
+                module=MODULE, workers=workers, dir=self.dir, main_extra=main,
+                http_extra="\n".join("    " + l for l in http_lines if l),
+                engine_port=engine_port, port=self.port,
+                location_extra="            " + location))
+        self.env = clean_env(env)
+        self.proc = None
+
+    @property
+    def error_log(self):
+        path = os.path.join(self.dir, "error.log")
+        if not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
+            return f.read()
+
+    def test_config(self):
+        """`nginx -t`: (returncode, output)."""
+        p = subprocess.run([NGINX, "-t", "-p", self.dir, "-c", self.conf,
+                            "-e", os.path.join(self.dir, "error.log")],
+                           env=self.env, capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stdout + p.stderr
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", self.dir, "-c", self.conf, "-e", os.path.join(self.dir, "error.log")],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + self.proc.stderr.read().decode()
+                                   + self.error_log)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start listening: " + self.error_log)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self):
+        """SIGHUP, then wait until the old workers are gone."""
+        before = self.worker_pids()
+        self.signal(signal.SIGHUP)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            now = self.worker_pids()
+            if now and not (now & before):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("reload did not replace the workers")
+
+    def worker_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return {int(x) for x in out.stdout.split()}
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+
+    def crashes(self):
+        """Lines where a worker died on a signal."""
+        return [l for l in self.error_log.splitlines() if "exited on signal" in l]
+
+    def request(self, body=b"", headers=None, method="POST", path="/invocations"):
+        return request(self.port, body, headers, method, path)
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update(extra or {})
+    return env
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.headers} {self.body[:300]!r}>"
+
+
+def request(port, body=b"", headers=None, method="POST", path="/invocations"):
+    if isinstance(body, str):
+        body = body.encode()
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+def raw_request(port, data, timeout=30):
+    """Sends bytes as they are; returns the whole answer (until close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def new_session(ngx):
+    r = ngx.request({"requestType": "NEW_SESSION"})
+    assert r.status == 200, r
+    value = r.header(NEW_SESSION)
+    assert value, r
+    return value.split(";")[0].strip()
+
+
+def close_session(ngx, sid):
+    return ngx.request({"requestType": "CLOSE"}, {SESSION: sid})
