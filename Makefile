@@ -56,6 +56,7 @@ $(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config | apt-deps
 	    ./configure --with-compat --add-dynamic-module=$(CURDIR)/nginx > $(BUILD)/configure.log
 
 $(SO): $(SWIFT_LIB) $(SHIM_SOURCES) $(BUILD)/nginx/objs/Makefile
+	rm -f $(BUILD)/nginx/objs/$(MODULE).so   # nginx's Makefile does not know the Swift library
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
 	cp $(BUILD)/nginx/objs/$(MODULE).so $@
 	@if ldd $@ | grep -qi swift; then echo "error: $@ links a Swift library" >&2; exit 1; fi

@@ -680,7 +680,9 @@ ngx_http_sagemaker_sessions_path(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (value[1].data[0] != '/') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is not an absolute path", &value[1]);
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "an absolute path is required",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -688,7 +690,8 @@ ngx_http_sagemaker_sessions_path(ngx_conf_t *cf, ngx_command_t *cmd,
         || value[1].len >= SMS_PATHLEN)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid path \"%V\"", &value[1]);
+                           "invalid value \"%V\" in \"%V\" directive",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -717,9 +720,9 @@ ngx_http_sagemaker_sessions_expiration(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (sec == (time_t) NGX_ERROR || sec <= 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid expiration \"%V\": a time greater than "
-                           "zero is required, such as 1200 or 20m",
-                           &value[1]);
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "a time greater than zero is required, "
+                           "such as 1200 or 20m", &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -757,8 +760,9 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
            != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\", "
-                           "expected session_id_path=PATH", &value[1]);
+                           "invalid parameter \"%V\" in \"%V\" directive, "
+                           "session_id_path=PATH is expected",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -772,7 +776,8 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (slcf->inject_path == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid session_id_path \"%V\": %s", &path, err);
+                           "invalid session_id_path \"%V\" in \"%V\" "
+                           "directive: %s", &path, &cmd->name, err);
         return NGX_CONF_ERROR;
     }
 

@@ -8,6 +8,8 @@ public struct Configuration: Equatable {
     public var expiration: Int64
 
     public static let defaultExpiration: Int64 = 1200
+    /// Ten years: long enough for any session, short enough for every clock.
+    public static let maxExpiration: Int64 = 315_360_000
     public static let enableVariable = "SAGEMAKER_ENABLE_STATEFUL_SESSIONS"
     public static let pathVariable = "SAGEMAKER_SESSIONS_PATH"
     public static let expirationVariable = "SAGEMAKER_SESSIONS_EXPIRATION"
@@ -38,7 +40,7 @@ public struct Configuration: Equatable {
     /// Whole seconds, greater than zero.
     public static func parseExpiration(_ text: String) -> Int64? {
         let trimmed = text.trimmingBlanks()
-        guard let value = Int64(trimmed), value > 0 else { return nil }
+        guard let value = Int64(trimmed), value > 0, value <= maxExpiration else { return nil }
         return value
     }
 
@@ -49,10 +51,13 @@ public struct Configuration: Equatable {
 
         var expiration = defaultExpiration
         if let value = directives.expiration {
+            guard value > 0, value <= maxExpiration else {
+                throw Invalid(description: "\"sagemaker_sessions_expiration\" must be between 1 second and 10 years, not \(value) s")
+            }
             expiration = value
         } else if let text = environment(expirationVariable) {
             guard let value = parseExpiration(text) else {
-                throw Invalid(description: "\(expirationVariable)=\"\(text)\" is not a positive whole number of seconds")
+                throw Invalid(description: "\(expirationVariable)=\"\(text)\" is not a whole number of seconds between 1 and \(maxExpiration) (10 years)")
             }
             expiration = value
         }

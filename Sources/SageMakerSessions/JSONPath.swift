@@ -56,7 +56,7 @@ public struct JSONPath: Equatable, CustomStringConvertible {
                 let start = i
                 while i < chars.count, chars[i] != "." {
                     let c = chars[i]
-                    if c == "\"" || c.isWhitespace || c.asciiValue.map({ $0 < 0x20 || $0 == 0x7f }) == true {
+                    if !JSONPath.isBare(c) || c == "\"" {
                         throw ParseError.unexpected(c, at: i)
                     }
                     segment.append(c)
@@ -72,9 +72,14 @@ public struct JSONPath: Equatable, CustomStringConvertible {
         self.segments = segments
     }
 
+    /// Characters a segment may hold without quotes.
+    static func isBare(_ c: Character) -> Bool {
+        !(c == "." || c == "\"" || c.isWhitespace || c.asciiValue.map { $0 < 0x20 || $0 == 0x7f } == true)
+    }
+
     public var description: String {
         segments.map { s in
-            s.contains(".") || s.contains("\"") || s.contains(" ")
+            s.contains(where: { !JSONPath.isBare($0) })
                 ? "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
                 : s
         }.joined(separator: ".")

@@ -2,7 +2,8 @@
 /// UTC, computed without the C library's time zone state.
 public enum UTCTimestamp {
     public static func format(unixSeconds: Double) -> String {
-        let whole = Int64(unixSeconds.rounded(.down))
+        let clamped = unixSeconds.isFinite ? min(max(unixSeconds, -1e15), 1e15) : 0
+        let whole = Int64(clamped.rounded(.down))
         var days = whole / 86_400
         var secs = whole % 86_400
         if secs < 0 {
@@ -34,8 +35,12 @@ public enum UTCTimestamp {
     /// Unix seconds as the Python library writes `.expiration_ts`: a JSON
     /// number with a fractional part (microseconds here).
     public static func jsonNumber(unixSeconds: Double) -> String {
-        let micros = Int64((unixSeconds * 1_000_000).rounded())
-        let frac = micros % 1_000_000
-        return "\(micros / 1_000_000).\(pad(frac < 0 ? -frac : frac, 6))"
+        let micros = (unixSeconds * 1_000_000).rounded()
+        guard micros.isFinite, micros.magnitude < 9e18 else {
+            return unixSeconds.isFinite ? "\(unixSeconds)" : "0"
+        }
+        let m = Int64(micros)
+        let sign = m < 0 ? "-" : ""
+        return "\(sign)\(m.magnitude / 1_000_000).\(pad(Int64(m.magnitude % 1_000_000), 6))"
     }
 }

@@ -70,7 +70,11 @@ class Engine:
                 }
                 with engine.lock:
                     engine.requests.append(record)
-                out = json.dumps({"engine": "ok", "bytes": len(body)}).encode()
+                try:
+                    received = json.loads(body)
+                except ValueError:
+                    received = None
+                out = json.dumps({"engine": "ok", "bytes": len(body), "received": received}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -130,7 +134,7 @@ http {{
         keepalive 8;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen};
         location /invocations {{
 {location_extra}
             proxy_http_version 1.1;
@@ -149,7 +153,7 @@ class Nginx:
     """One nginx master with its workers, configured from the template."""
 
     def __init__(self, engine_port, http="", location="sagemaker_session_manager;",
-                 workers=1, env=None, main="", sessions=True, directory=None):
+                 workers=1, env=None, main="", sessions=True, directory=None, listen=""):
         self.dir = directory or workdir()
         self.port = free_port()
         self.sessions_path = os.path.join(self.dir, "sessions")
@@ -163,7 +167,7 @@ class Nginx:
             f.write(CONF.format(
                 module=MODULE, workers=workers, dir=self.dir, main_extra=main,
                 http_extra="\n".join("    " + l for l in http_lines if l),
-                engine_port=engine_port, port=self.port,
+                engine_port=engine_port, port=self.port, listen=listen and " " + listen,
                 location_extra="            " + location))
         self.env = clean_env(env)
         self.proc = None

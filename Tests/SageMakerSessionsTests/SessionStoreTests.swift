@@ -1,0 +1,307 @@
+import Glibc
+import XCTest
+@testable import SageMakerSessions
+
+final class SessionStoreTests: XCTestCase {
+    private var root = ""
+    private let t0: Double = 1_700_000_000
+
+    override func setUp() {
+        super.setUp()
+        root = TestFS.makeTempDirectory()
+    }
+
+    override func tearDown() {
+        TestFS.removeTree(root)
+        super.tearDown()
+    }
+
+    private func store(expiration: Int64 = 1200) -> SessionStore {
+        SessionStore(root: root, expiration: expiration)
+    }
+
+    /// A session directory written the way the Python library writes one.
+    private func writeByHand(_ id: String, expirationText: String?, extraFiles: [String: String] = [:]) {
+        XCTAssertTrue(TestFS.mkdir(root + "/" + id))
+        if let expirationText {
+            XCTAssertTrue(TestFS.write(root + "/" + id + "/.expiration_ts", expirationText))
+        }
+        for (name, text) in extraFiles {
+            XCTAssertTrue(TestFS.write(root + "/" + id + "/" + name, text))
+        }
+    }
+
+    // MARK: create
+
+    func testCreateWritesExpirationFile() throws {
+        let s = store()
+        let created = try s.create(now: t0 + 0.25)
+        XCTAssertTrue(SessionID.isCanonical(created.id), created.id)
+        XCTAssertEqual(created.expiresAt, 1_700_001_200.25)
+        XCTAssertEqual(s.directory(of: created.id), root + "/" + created.id)
+        XCTAssertTrue(TestFS.isDirectory(root + "/" + created.id))
+        XCTAssertEqual(TestFS.entries(root + "/" + created.id), [".expiration_ts"])
+        XCTAssertEqual(TestFS.read(root + "/" + created.id + "/.expiration_ts"), "1700001200.250000")
+        // No staging or removal entries left behind.
+        XCTAssertEqual(TestFS.entries(root), [created.id])
+    }
+
+    func testCreateWithGivenID() throws {
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+        let created = try store(expiration: 60).create(now: t0, id: id)
+        XCTAssertEqual(created, SessionStore.Created(id: id, expiresAt: t0 + 60))
+        XCTAssertEqual(TestFS.read(root + "/" + id + "/.expiration_ts"), "1700000060.000000")
+    }
+
+    func testCreateOfAnExistingIDFailsAndLeavesNoStaging() throws {
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+        let s = store()
+        _ = try s.create(now: t0, id: id)
+        XCTAssertThrowsError(try s.create(now: t0 + 500, id: id)) { error in
+            let code = (error as? SystemError)?.code
+            XCTAssertTrue(code == ENOTEMPTY || code == EEXIST, "\(error)")
+        }
+        XCTAssertEqual(TestFS.entries(root), [id])
+        XCTAssertEqual(TestFS.read(root + "/" + id + "/.expiration_ts"), "1700001200.000000")
+    }
+
+    func testCreateGivesDistinctIDs() throws {
+        let s = store()
+        let a = try s.create(now: t0)
+        let b = try s.create(now: t0)
+        XCTAssertNotEqual(a.id, b.id)
+        XCTAssertEqual(TestFS.entries(root), [a.id, b.id].sorted())
+    }
+
+    func testCreateFailsWhenRootIsMissing() {
+        let s = SessionStore(root: root + "/missing", expiration: 1200)
+        XCTAssertThrowsError(try s.create(now: t0)) { error in
+            XCTAssertEqual(error as? SystemError, SystemError(ENOENT))
+            XCTAssertEqual((error as? SystemError)?.description, "No such file or directory")
+        }
+        XCTAssertEqual(TestFS.entries(root), [])
+    }
+
+    func testCreateWithHugeExpirationDoesNotTrap() throws {
+        // Configuration refuses such lifetimes; the store must not trap on them anyway.
+        XCTAssertNil(Configuration.parseExpiration("10000000000000"))
+        let dir = root
+        XCTAssertTrue(childExitsCleanly {
+            _ = try? SessionStore(root: dir, expiration: 10_000_000_000_000).create(now: 1_700_000_000)
+        })
+    }
+
+    // MARK: lookup
+
+    func testLookupValid() throws {
+        let s = store()
+        let created = try s.create(now: t0)
+        XCTAssertEqual(try s.lookup(created.id, now: t0 + 1), .valid(expiresAt: t0 + 1200))
+        // Exactly at the expiry instant the session is still valid.
+        XCTAssertEqual(try s.lookup(created.id, now: t0 + 1200), .valid(expiresAt: t0 + 1200))
+        XCTAssertTrue(TestFS.isDirectory(root + "/" + created.id))
+    }
+
+    func testLookupUnknownID() throws {
+        XCTAssertEqual(try store().lookup("0f8fad5b-d9cb-469f-a165-70867728950e", now: t0), .notFound)
+    }
+
+    func testLookupNonCanonicalIDIsNotFound() throws {
+        let s = store()
+        // Even when something by that name exists, it is never looked at.
+        let upper = "0F8FAD5B-D9CB-469F-A165-70867728950E"
+        writeByHand(upper, expirationText: "1e12")
+        XCTAssertEqual(try s.lookup(upper, now: t0), .notFound)
+        XCTAssertTrue(TestFS.isDirectory(root + "/" + upper))
+
+        XCTAssertTrue(TestFS.mkdir(root + "/x"))
+        XCTAssertTrue(TestFS.write(root + "/x/.expiration_ts", "1e12"))
+        let last = root.split(separator: "/").last.map(String.init) ?? ""
+        for id in ["../x", "x", "", ".", "..", "/", "../" + last + "/x"] {
+            XCTAssertEqual(try s.lookup(id, now: t0), .notFound, id)
+        }
+    }
+
+    func testLookupExpiredRemovesTheDirectory() throws {
+        let s = store()
+        let created = try s.create(now: t0)
+        XCTAssertEqual(try s.lookup(created.id, now: t0 + 1200.5), .expired)
+        XCTAssertFalse(TestFS.exists(root + "/" + created.id))
+        XCTAssertEqual(TestFS.entries(root), [])
+        // Once removed it is simply gone.
+        XCTAssertEqual(try s.lookup(created.id, now: t0 + 1200.5), .notFound)
+    }
+
+    func testPythonWrittenSessionIsValid() throws {
+        let s = store()
+        let a = "11111111-2222-4333-8444-555555555555"
+        let b = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+        let c = "01234567-89ab-4def-8123-456789abcdef"
+        writeByHand(a, expirationText: "1e12")
+        writeByHand(b, expirationText: "1700001200.1234567", extraFiles: ["history": "[\"hi\"]", "a-b": "{\"x\":1}"])
+        writeByHand(c, expirationText: "1700001200\n")
+        XCTAssertEqual(try s.lookup(a, now: t0), .valid(expiresAt: 1e12))
+        XCTAssertEqual(try s.lookup(b, now: t0), .valid(expiresAt: 1_700_001_200.1234567))
+        XCTAssertEqual(try s.lookup(c, now: t0), .valid(expiresAt: 1_700_001_200))
+        XCTAssertEqual(try s.lookup(b, now: 1_700_001_200.2), .expired)
+        XCTAssertFalse(TestFS.exists(root + "/" + b))
+    }
+
+    func testDirectoryWithoutExpirationFileIsNotFound() throws {
+        let s = store()
+        let id = "11111111-2222-4333-8444-555555555555"
+        writeByHand(id, expirationText: nil, extraFiles: ["k": "1"])
+        XCTAssertEqual(try s.lookup(id, now: t0), .notFound)
+        // Possibly a create in progress elsewhere: left alone.
+        XCTAssertTrue(TestFS.isDirectory(root + "/" + id))
+    }
+
+    func testUnreadableExpirationContentIsNotFound() throws {
+        let s = store()
+        let cases = ["", "abc", "\"1e12\"", "{}", "1e400", String(repeating: " ", count: 5000) + "1e12"]
+        for (i, text) in cases.enumerated() {
+            let id = "11111111-2222-4333-8444-55555555555\(i)"
+            writeByHand(id, expirationText: text)
+            XCTAssertEqual(try s.lookup(id, now: t0), .notFound, text)
+        }
+    }
+
+    func testSessionEntryThatIsAFileIsNotFound() throws {
+        let id = "11111111-2222-4333-8444-555555555555"
+        XCTAssertTrue(TestFS.write(root + "/" + id, "1e12"))
+        XCTAssertEqual(try store().lookup(id, now: t0), .notFound)
+    }
+
+    func testSessionRemovedByAnotherProcessIsGone() throws {
+        let s = store()
+        let created = try s.create(now: t0)
+        TestFS.removeTree(root + "/" + created.id)
+        XCTAssertEqual(try s.lookup(created.id, now: t0), .notFound)
+    }
+
+    // MARK: close
+
+    func testCloseRemovesTheDirectory() throws {
+        let s = store()
+        let created = try s.create(now: t0)
+        XCTAssertEqual(try s.close(created.id, now: t0 + 10), .closed)
+        XCTAssertFalse(TestFS.exists(root + "/" + created.id))
+        XCTAssertEqual(TestFS.entries(root), [])
+        XCTAssertEqual(try s.close(created.id, now: t0 + 10), .notFound)
+        XCTAssertEqual(try s.lookup(created.id, now: t0 + 10), .notFound)
+    }
+
+    func testCloseRemovesPythonKeyFilesToo() throws {
+        let s = store()
+        let id = "11111111-2222-4333-8444-555555555555"
+        writeByHand(id, expirationText: "1e12", extraFiles: ["history": "[1,2]", "cache-x": "null"])
+        XCTAssertTrue(TestFS.mkdir(root + "/" + id + "/nested"))
+        XCTAssertTrue(TestFS.write(root + "/" + id + "/nested/f", "1"))
+        XCTAssertEqual(try s.close(id, now: t0), .closed)
+        XCTAssertEqual(TestFS.entries(root), [])
+    }
+
+    func testCloseOfExpiredSession() throws {
+        let s = store()
+        let created = try s.create(now: t0)
+        XCTAssertEqual(try s.close(created.id, now: t0 + 5000), .expired)
+        XCTAssertEqual(TestFS.entries(root), [])
+        XCTAssertEqual(try s.close(created.id, now: t0 + 5000), .notFound)
+    }
+
+    func testCloseOfNonCanonicalID() throws {
+        XCTAssertTrue(TestFS.mkdir(root + "/x"))
+        XCTAssertTrue(TestFS.write(root + "/x/.expiration_ts", "1e12"))
+        XCTAssertEqual(try store().close("x", now: t0), .notFound)
+        XCTAssertEqual(try store().close("../x", now: t0), .notFound)
+        XCTAssertTrue(TestFS.isDirectory(root + "/x"))
+    }
+
+    // MARK: sweep
+
+    private func sweepUntilPassEnds(_ s: SessionStore, now: Double) -> (delay: UInt64, steps: Int) {
+        var steps = 0
+        var delay: UInt64 = 0
+        repeat {
+            delay = s.sweepStep(now: now)
+            steps += 1
+        } while delay < 1000 && steps < 10_000
+        return (delay, steps)
+    }
+
+    func testSweepRemovesExpiredAndStaleEntriesAndKeepsValidOnes() throws {
+        let s = store()
+        // Later than any real clock, so every entry's mtime is older than the grace period.
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        let valid = try s.create(now: now)
+        let expired = try s.create(now: now - 5000)
+        let python = "11111111-2222-4333-8444-555555555555"
+        writeByHand(python, expirationText: UTCTimestamp.jsonNumber(unixSeconds: now + 10))
+        let noTimestamp = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+        writeByHand(noTimestamp, expirationText: nil)
+        let gone = ".gone-" + valid.id + "-abc"
+        writeByHand(gone, expirationText: "1e12", extraFiles: ["k": "1"])
+        let staging = ".new-" + expired.id
+        writeByHand(staging, expirationText: nil)
+        XCTAssertTrue(TestFS.mkdir(root + "/unrelated"))
+        XCTAssertTrue(TestFS.write(root + "/.hidden", "x"))
+
+        let (delay, _) = sweepUntilPassEnds(s, now: now)
+        XCTAssertEqual(delay, 60_000)  // a pass every 120 s / 10, capped at 60 s
+        XCTAssertEqual(TestFS.entries(root), [".hidden", python, valid.id, "unrelated"].sorted())
+        XCTAssertEqual(TestFS.entries(root + "/" + valid.id), [".expiration_ts"])
+    }
+
+    func testSweepKeepsFreshWorkInProgressButRemovesGoneEntries() throws {
+        let s = store()
+        let now = WallClock.now()
+        let staging = ".new-11111111-2222-4333-8444-555555555555"
+        writeByHand(staging, expirationText: nil)
+        let noTimestamp = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+        writeByHand(noTimestamp, expirationText: nil)
+        writeByHand(".gone-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee-1", expirationText: "1")
+        XCTAssertTrue(TestFS.write(root + "/.gone-file", "x"))
+        _ = sweepUntilPassEnds(s, now: now)
+        XCTAssertEqual(TestFS.entries(root), [staging, noTimestamp].sorted())
+    }
+
+    func testSweepWaitsBetweenPasses() throws {
+        let s = store()
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        let created = try s.create(now: now - 5000)
+        XCTAssertEqual(s.sweepStep(now: now), 60_000)
+        XCTAssertEqual(TestFS.entries(root), [])
+        // Before the next pass is due: only the remaining wait, nothing examined.
+        let later = try s.create(now: now - 5000)
+        XCTAssertEqual(s.sweepStep(now: now + 30), 30_000)
+        XCTAssertEqual(TestFS.entries(root), [later.id])
+        XCTAssertEqual(s.sweepStep(now: now + 60), 60_000)
+        XCTAssertEqual(TestFS.entries(root), [])
+        XCTAssertNotEqual(created.id, later.id)
+    }
+
+    func testSweepWorksInBatches() throws {
+        let s = store()
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        for _ in 0..<150 { _ = try s.create(now: now - 5000) }
+        let keep = try s.create(now: now)
+        XCTAssertEqual(s.sweepStep(now: now), 1)  // 151 entries: the first batch of 64 is not the end
+        let (delay, steps) = sweepUntilPassEnds(s, now: now)
+        XCTAssertEqual(delay, 60_000)
+        XCTAssertGreaterThanOrEqual(steps, 2)
+        XCTAssertEqual(TestFS.entries(root), [keep.id])
+    }
+
+    func testSweepIntervalFollowsExpiration() {
+        XCTAssertEqual(ExpirySweep.interval(forExpiration: 1), 1)
+        XCTAssertEqual(ExpirySweep.interval(forExpiration: 5), 1)
+        XCTAssertEqual(ExpirySweep.interval(forExpiration: 100), 10)
+        XCTAssertEqual(ExpirySweep.interval(forExpiration: 1200), 60)
+        XCTAssertEqual(ExpirySweep.interval(forExpiration: 86_400), 60)
+    }
+
+    func testSweepOfMissingRoot() {
+        let s = SessionStore(root: root + "/missing", expiration: 100)
+        XCTAssertEqual(s.sweepStep(now: t0), 10_000)
+    }
+}
