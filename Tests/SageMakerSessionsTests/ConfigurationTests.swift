@@ -2,18 +2,7 @@ import Glibc
 import XCTest
 @testable import SageMakerSessions
 
-final class ConfigurationTests: XCTestCase {
-    private var temp = ""
-
-    override func setUp() {
-        super.setUp()
-        temp = TestFS.makeTempDirectory()
-    }
-
-    override func tearDown() {
-        TestFS.removeTree(temp)
-        super.tearDown()
-    }
+final class ConfigurationTests: TempDirectoryTestCase {
 
     private func env(_ values: [String: String]) -> (String) -> String? {
         { values[$0] }
@@ -148,21 +137,21 @@ final class ConfigurationTests: XCTestCase {
     // MARK: prepareDirectory
 
     func testPrepareDirectoryCreatesNestedDirectories() throws {
-        let path = temp + "/a/b/c"
+        let path = root + "/a/b/c"
         let config = Configuration(enabled: true, path: path, expiration: 1200)
-        let prepared = try config.prepareDirectory(fallback: temp + "/fallback")
+        let prepared = try config.prepareDirectory(fallback: root + "/fallback")
         XCTAssertEqual(prepared.path, path)
         XCTAssertNil(prepared.warning)
         XCTAssertTrue(TestFS.isDirectory(path))
-        XCTAssertFalse(TestFS.exists(temp + "/fallback"))
+        XCTAssertFalse(TestFS.exists(root + "/fallback"))
         // Again, now that it exists.
-        XCTAssertEqual(try config.prepareDirectory(fallback: temp + "/fallback").path, path)
+        XCTAssertEqual(try config.prepareDirectory(fallback: root + "/fallback").path, path)
     }
 
     func testPrepareDirectoryFallsBack() throws {
-        XCTAssertTrue(TestFS.write(temp + "/file", "x"))
-        let path = temp + "/file/sessions"
-        let fallback = temp + "/tmp/sagemaker_sessions"
+        XCTAssertTrue(TestFS.write(root + "/file", "x"))
+        let path = root + "/file/sessions"
+        let fallback = root + "/tmp/sagemaker_sessions"
         let prepared = try Configuration(enabled: true, path: path, expiration: 1200).prepareDirectory(fallback: fallback)
         XCTAssertEqual(prepared.path, fallback)
         XCTAssertEqual(prepared.warning,
@@ -171,19 +160,19 @@ final class ConfigurationTests: XCTestCase {
     }
 
     func testPrepareDirectoryFallsBackWhenPathIsAFile() throws {
-        XCTAssertTrue(TestFS.write(temp + "/file", "x"))
-        let fallback = temp + "/fb"
-        let prepared = try Configuration(enabled: true, path: temp + "/file", expiration: 1200)
+        XCTAssertTrue(TestFS.write(root + "/file", "x"))
+        let fallback = root + "/fb"
+        let prepared = try Configuration(enabled: true, path: root + "/file", expiration: 1200)
             .prepareDirectory(fallback: fallback)
         XCTAssertEqual(prepared.path, fallback)
         XCTAssertEqual(prepared.warning,
-                       "sessions path \"\(temp)/file\" is not usable (Not a directory), falling back to \"\(fallback)\"")
+                       "sessions path \"\(root)/file\" is not usable (Not a directory), falling back to \"\(fallback)\"")
     }
 
     func testPrepareDirectoryThrowsWhenFallbackFailsToo() {
-        XCTAssertTrue(TestFS.write(temp + "/file", "x"))
-        let path = temp + "/file/sessions"
-        let fallback = temp + "/file/fallback"
+        XCTAssertTrue(TestFS.write(root + "/file", "x"))
+        let path = root + "/file/sessions"
+        let fallback = root + "/file/fallback"
         XCTAssertThrowsError(try Configuration(enabled: true, path: path, expiration: 1200).prepareDirectory(fallback: fallback)) { error in
             XCTAssertEqual((error as? Configuration.Invalid)?.description,
                            "sessions path \"\(path)\" is not usable (Not a directory), nor is the fallback \"\(fallback)\" (Not a directory)")

@@ -2,22 +2,11 @@ import Glibc
 import XCTest
 @testable import SageMakerSessions
 
-final class SessionManagerTests: XCTestCase {
-    private var root = ""
+final class SessionManagerTests: TempDirectoryTestCase {
     private let t0: Double = 1_700_000_000
     private let newSession = #"{"requestType":"NEW_SESSION"}"#
     private let closeSession = #"{"requestType":"CLOSE"}"#
     private let unknownID = "0f8fad5b-d9cb-469f-a165-70867728950e"
-
-    override func setUp() {
-        super.setUp()
-        root = TestFS.makeTempDirectory()
-    }
-
-    override func tearDown() {
-        TestFS.removeTree(root)
-        super.tearDown()
-    }
 
     private func manager(enabled: Bool = true, inject: String? = nil) throws -> SessionManager {
         SessionManager(store: enabled ? SessionStore(root: root, expiration: 1200) : nil,

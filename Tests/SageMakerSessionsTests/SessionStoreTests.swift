@@ -2,19 +2,8 @@ import Glibc
 import XCTest
 @testable import SageMakerSessions
 
-final class SessionStoreTests: XCTestCase {
-    private var root = ""
+final class SessionStoreTests: TempDirectoryTestCase {
     private let t0: Double = 1_700_000_000
-
-    override func setUp() {
-        super.setUp()
-        root = TestFS.makeTempDirectory()
-    }
-
-    override func tearDown() {
-        TestFS.removeTree(root)
-        super.tearDown()
-    }
 
     private func store(expiration: Int64 = 1200) -> SessionStore {
         SessionStore(root: root, expiration: expiration)

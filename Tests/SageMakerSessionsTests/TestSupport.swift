@@ -123,3 +123,18 @@ extension SessionManager {
         Array(body.utf8).withUnsafeBytes { decide(sessionID: header.map { Array($0.utf8) }, body: $0, now: now) }
     }
 }
+
+/// A test case with a fresh directory, `root`, removed after each test.
+class TempDirectoryTestCase: XCTestCase {
+    var root = ""
+
+    override func setUp() {
+        super.setUp()
+        root = TestFS.makeTempDirectory()
+    }
+
+    override func tearDown() {
+        TestFS.removeTree(root)
+        super.tearDown()
+    }
+}

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import threading
 import time
 
 from harness import (CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
@@ -243,22 +242,3 @@ def test_store_failure_on_close_is_424(start_nginx):
     assert r.status == 424, r
     assert detail(r).startswith("Failed to close session: ")
     assert os.path.exists(os.path.join(ngx.sessions_path, sid))
-
-
-def test_two_concurrent_closes_one_wins(start_nginx):
-    ngx = start_nginx(workers=2)
-    for _ in range(20):
-        sid = new_session(ngx)
-        results = []
-        barrier = threading.Barrier(2)
-
-        def close():
-            barrier.wait()
-            results.append(close_session(ngx, sid).status)
-
-        threads = [threading.Thread(target=close) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(results) == [200, 400], results
