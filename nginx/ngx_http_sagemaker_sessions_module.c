@@ -22,18 +22,40 @@ typedef struct {
 
     void                      *store;       /* Swift SessionStore or NULL */
     ngx_event_t                sweep;
+
+    /* from SAGEMAKER_TRANSFORMS_{CREATE,CLOSE}_SESSION_DEFAULTS, or NULL */
+    void                      *create_defaults;
+    void                      *close_defaults;
 } ngx_http_sagemaker_sessions_main_conf_t;
 
 
 typedef struct {
+    ngx_str_t                  uri;
+    void                      *path;        /* Swift JSONPath */
+} ngx_http_sagemaker_sessions_handler_t;
+
+
+typedef struct {
     ngx_flag_t                 manager;
-    ngx_str_t                  session_id_path;
     void                      *inject_path;  /* Swift JSONPath or NULL */
+
+    ngx_http_sagemaker_sessions_handler_t  create;
+    ngx_http_sagemaker_sessions_handler_t  close;
+    void                      *create_defaults;
+    void                      *close_defaults;
+
+    void                      *location;     /* Swift SessionManager */
 } ngx_http_sagemaker_sessions_loc_conf_t;
 
 
 typedef struct {
     ngx_int_t                  status;
+
+    /* an engine session subrequest: SMS_CALL_CREATE or SMS_CALL_CLOSE */
+    ngx_int_t                  call;
+    ngx_http_request_t        *subrequest;
+    ngx_int_t                  sr_rc;
+    unsigned                   done:1;
 } ngx_http_sagemaker_sessions_ctx_t;
 
 
@@ -44,8 +66,23 @@ static ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
     sms_str_t *body);
 static ngx_table_elt_t *ngx_http_sagemaker_sessions_header(
     ngx_http_request_t *r);
+static ngx_chain_t *ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool,
+    sms_str_t *body);
 static ngx_int_t ngx_http_sagemaker_sessions_replace_body(
     ngx_http_request_t *r, sms_str_t *body);
+static ngx_int_t ngx_http_sagemaker_sessions_call_engine(
+    ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx,
+    sms_decision_t *d);
+static ngx_int_t ngx_http_sagemaker_sessions_engine_headers(
+    ngx_http_request_t *r, ngx_http_request_t *sr);
+static ngx_int_t ngx_http_sagemaker_sessions_engine_done(
+    ngx_http_request_t *sr, void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_sagemaker_sessions_engine_answer(
+    ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx);
+static ngx_int_t ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
+    sms_decision_t *d);
+static void ngx_http_sagemaker_sessions_request(ngx_http_request_t *r,
+    sms_request_t *req);
 static ngx_int_t ngx_http_sagemaker_sessions_respond(ngx_http_request_t *r,
     sms_decision_t *d);
 static void *ngx_http_sagemaker_sessions_alloc(void *pool, size_t size);
@@ -63,8 +100,13 @@ static char *ngx_http_sagemaker_sessions_expiration(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_sagemaker_session_manager(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static void ngx_http_sagemaker_sessions_release_store(void *data);
-static void ngx_http_sagemaker_sessions_release_path(void *data);
+static char *ngx_http_sagemaker_session_handler(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_sagemaker_session_defaults(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_sagemaker_sessions_keep(ngx_conf_t *cf,
+    void *handle);
+static void ngx_http_sagemaker_sessions_release(void *data);
 static ngx_int_t ngx_http_sagemaker_sessions_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_sagemaker_sessions_init_process(
@@ -99,6 +141,34 @@ static ngx_command_t  ngx_http_sagemaker_sessions_commands[] = {
       ngx_http_sagemaker_session_manager,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("sagemaker_session_create_handler"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_sagemaker_session_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sagemaker_sessions_loc_conf_t, create),
+      (void *) SMS_PATH_RESPONSE },
+
+    { ngx_string("sagemaker_session_close_handler"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_sagemaker_session_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sagemaker_sessions_loc_conf_t, close),
+      (void *) SMS_PATH_REQUEST },
+
+    { ngx_string("sagemaker_session_create_defaults"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_sagemaker_session_defaults,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sagemaker_sessions_loc_conf_t, create_defaults),
+      NULL },
+
+    { ngx_string("sagemaker_session_close_defaults"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_sagemaker_session_defaults,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sagemaker_sessions_loc_conf_t, close_defaults),
       NULL },
 
       ngx_null_command
@@ -160,6 +230,23 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
 
     if (ctx) {
+
+        if (ctx->call) {
+            /* woken when the engine's answer is in */
+
+            if (!ctx->done) {
+                return NGX_AGAIN;
+            }
+
+            rc = ngx_http_sagemaker_sessions_engine_answer(r, ctx);
+
+            ctx->call = 0;
+            ctx->status = NGX_DONE;
+
+            ngx_http_finalize_request(r, rc);
+            return NGX_DONE;
+        }
+
         /* the phases run again once the body is read */
         return ctx->status;
     }
@@ -175,8 +262,9 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
         ctx->status = NGX_DECLINED;
 
         rc = ngx_http_sagemaker_sessions_process(r);
-        if (rc == NGX_DECLINED) {
-            return NGX_DECLINED;
+        if (rc == NGX_DECLINED || rc == NGX_AGAIN) {
+            ctx->status = rc;
+            return rc;
         }
 
         ngx_http_finalize_request(r, rc);
@@ -207,12 +295,17 @@ ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r)
 
     rc = ngx_http_sagemaker_sessions_process(r);
 
-    if (rc != NGX_DECLINED) {
+    if (rc == NGX_AGAIN) {
+        /* an engine subrequest is out; the phases wait for it */
+        ctx->status = NGX_AGAIN;
+
+    } else if (rc != NGX_DECLINED) {
         ngx_http_finalize_request(r, rc);
         return;
-    }
 
-    ctx->status = NGX_DECLINED;
+    } else {
+        ctx->status = NGX_DECLINED;
+    }
 
     r->preserve_body = 1;
     r->write_event_handler = ngx_http_core_run_phases;
@@ -222,29 +315,23 @@ ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r)
 
 /*
  * Asks the core what to do. Returns NGX_DECLINED to let the request go on,
- * or what to finalize the request with once it has been answered here.
+ * NGX_AGAIN when an engine subrequest is out, or what to finalize the
+ * request with once it has been answered here.
  */
 
 static ngx_int_t
 ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
 {
-    ngx_table_elt_t                          *h;
     sms_request_t                             req;
     sms_decision_t                            d;
+    ngx_http_sagemaker_sessions_ctx_t        *ctx;
     ngx_http_sagemaker_sessions_loc_conf_t   *slcf;
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sagemaker_sessions_module);
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
 
-    ngx_memzero(&req, sizeof(sms_request_t));
-    ngx_memzero(&d, sizeof(sms_decision_t));
-
-    h = ngx_http_sagemaker_sessions_header(r);
-    if (h) {
-        req.session_id.data = h->value.len ? h->value.data : (u_char *) "";
-        req.session_id.len = h->value.len;
-    }
+    ngx_http_sagemaker_sessions_request(r, &req);
 
     if (r->request_body) {
         req.has_body = 1;
@@ -254,7 +341,9 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
         }
     }
 
-    if (sms_decide(smcf->store, slcf->inject_path, &req,
+    ngx_memzero(&d, sizeof(sms_decision_t));
+
+    if (sms_decide(smcf->store, slcf->location, &req,
                    ngx_http_sagemaker_sessions_alloc, r->pool, &d)
         != 0)
     {
@@ -263,25 +352,69 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (d.log_level != SMS_LOG_NONE) {
-        ngx_log_error((ngx_uint_t) d.log_level, r->connection->log, 0,
+    switch (d.action) {
+
+    case SMS_CALL_CREATE:
+    case SMS_CALL_CLOSE:
+        ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
+
+        if (ngx_http_sagemaker_sessions_call_engine(r, ctx, &d) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_AGAIN;
+
+    default:
+        return ngx_http_sagemaker_sessions_carry_out(r, &d);
+    }
+}
+
+
+/* what the core decided, other than calling the engine */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
+    sms_decision_t *d)
+{
+    if (d->log_level != SMS_LOG_NONE) {
+        ngx_log_error((ngx_uint_t) d->log_level, r->connection->log, 0,
                       "sagemaker sessions: %*s",
-                      d.log_message.len, d.log_message.data);
+                      d->log_message.len, d->log_message.data);
     }
 
-    switch (d.action) {
+    switch (d->action) {
 
     case SMS_PASS:
         return NGX_DECLINED;
 
     case SMS_PASS_NEW_BODY:
-        if (ngx_http_sagemaker_sessions_replace_body(r, &d.body) != NGX_OK) {
+        if (ngx_http_sagemaker_sessions_replace_body(r, &d->body) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
         return NGX_DECLINED;
 
-    default: /* SMS_RESPOND */
-        return ngx_http_sagemaker_sessions_respond(r, &d);
+    case SMS_RESPOND:
+        return ngx_http_sagemaker_sessions_respond(r, d);
+
+    default:
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "sagemaker sessions: unexpected action %d", d->action);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static void
+ngx_http_sagemaker_sessions_request(ngx_http_request_t *r, sms_request_t *req)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_memzero(req, sizeof(sms_request_t));
+
+    h = ngx_http_sagemaker_sessions_header(r);
+    if (h) {
+        req->session_id.data = h->value.len ? h->value.data : (u_char *) "";
+        req->session_id.len = h->value.len;
     }
 }
 
@@ -391,24 +524,20 @@ ngx_http_sagemaker_sessions_header(ngx_http_request_t *r)
 }
 
 
-/* the engine receives the new body with its own Content-Length */
-
-static ngx_int_t
-ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
-    sms_str_t *body)
+static ngx_chain_t *
+ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool, sms_str_t *body)
 {
-    u_char       *p;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    b = ngx_calloc_buf(r->pool);
+    b = ngx_calloc_buf(pool);
     if (b == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
-    cl = ngx_alloc_chain_link(r->pool);
+    cl = ngx_alloc_chain_link(pool);
     if (cl == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     b->pos = (u_char *) body->data;
@@ -421,8 +550,26 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
     cl->buf = b;
     cl->next = NULL;
 
+    return cl;
+}
+
+
+/* the engine receives the new body with its own Content-Length */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
+    sms_str_t *body)
+{
+    u_char       *p;
+    ngx_chain_t  *cl;
+
+    cl = ngx_http_sagemaker_sessions_chain(r->pool, body);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
     r->request_body->bufs = cl;
-    r->request_body->buf = b;
+    r->request_body->buf = cl->buf;
     r->request_body->temp_file = NULL;
 
     r->headers_in.content_length_n = body->len;
@@ -440,6 +587,289 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A session request handed to the engine: POST, application/json, the body
+ * the core made, the client's other headers; the answer is kept in memory.
+ */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_call_engine(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx, sms_decision_t *d)
+{
+    ngx_str_t                                *uri;
+    ngx_chain_t                              *cl;
+    ngx_http_request_t                       *sr;
+    ngx_http_request_body_t                  *rb;
+    ngx_http_post_subrequest_t               *ps;
+    ngx_http_sagemaker_sessions_loc_conf_t   *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
+
+    uri = (d->action == SMS_CALL_CREATE) ? &slcf->create.uri : &slcf->close.uri;
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_sagemaker_sessions_engine_done;
+    ps->data = ctx;
+
+    ctx->call = d->action;
+    ctx->done = 0;
+
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY
+                            |NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->subrequest = sr;
+
+    sr->method = NGX_HTTP_POST;
+    ngx_str_set(&sr->method_name, "POST");
+
+    cl = ngx_http_sagemaker_sessions_chain(r->pool, &d->body);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    if (rb == NULL) {
+        return NGX_ERROR;
+    }
+
+    rb->bufs = cl;
+    rb->buf = cl->buf;
+
+    sr->request_body = rb;
+    sr->headers_in.content_length_n = d->body.len;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sagemaker sessions: engine call \"%V\", %uz bytes",
+                   uri, d->body.len);
+
+    return ngx_http_sagemaker_sessions_engine_headers(r, sr);
+}
+
+
+static ngx_str_t  ngx_http_sagemaker_sessions_content_type =
+    ngx_string("Content-Type");
+static ngx_str_t  ngx_http_sagemaker_sessions_json = ngx_string("application/json");
+
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_engine_headers(ngx_http_request_t *r,
+    ngx_http_request_t *sr)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *ho;
+
+    if (ngx_list_init(&sr->headers_in.headers, r->pool, 8,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || (h[i].key.len == sizeof("Content-Type") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
+                                   h[i].key.len) == 0)
+            || (h[i].key.len == sizeof("Content-Length") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Length",
+                                   h[i].key.len) == 0)
+            || (h[i].key.len == sizeof("Transfer-Encoding") - 1
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "Transfer-Encoding",
+                                   h[i].key.len) == 0)
+            || (h[i].key.len == sizeof("Expect") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Expect",
+                                   h[i].key.len) == 0))
+        {
+            continue;
+        }
+
+        ho = ngx_list_push(&sr->headers_in.headers);
+        if (ho == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ho = h[i];
+    }
+
+    ho = ngx_list_push(&sr->headers_in.headers);
+    if (ho == NULL) {
+        return NGX_ERROR;
+    }
+
+    ho->key = ngx_http_sagemaker_sessions_content_type;
+    ho->value = ngx_http_sagemaker_sessions_json;
+    ho->lowcase_key = (u_char *) "content-type";
+    ho->hash = ngx_hash_key(ho->lowcase_key, ho->key.len);
+
+    sr->headers_in.content_type = ho;
+    sr->headers_in.content_length = NULL;
+    sr->headers_in.chunked = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Called when the engine subrequest finishes, possibly more than once: the
+ * first call has the engine's answer. An error (the answer did not fit in
+ * subrequest_output_buffer_size, or was cut short) is kept for the client's
+ * answer instead of ending the client's request.
+ */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_engine_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_sagemaker_sessions_ctx_t *ctx = data;
+
+    if (!ctx->done) {
+        ctx->done = 1;
+        ctx->sr_rc = rc;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                       "sagemaker sessions: engine answered %i, rc %i",
+                       sr->headers_out.status, rc);
+    }
+
+    return (rc == NGX_ERROR && !sr->connection->error) ? NGX_OK : rc;
+}
+
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx)
+{
+    ngx_int_t                                 rc;
+    ngx_uint_t                                i, n;
+    ngx_buf_t                                *b;
+    ngx_list_part_t                          *part;
+    ngx_table_elt_t                          *h;
+    sms_header_t                             *headers;
+    sms_request_t                             req;
+    sms_decision_t                            d;
+    ngx_http_request_t                       *sr;
+    sms_engine_response_t                     resp;
+    ngx_http_sagemaker_sessions_loc_conf_t   *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
+    sr = ctx->subrequest;
+
+    ngx_memzero(&resp, sizeof(sms_engine_response_t));
+
+    resp.status = (int) sr->headers_out.status;
+    resp.complete = (ctx->sr_rc == NGX_OK || ctx->sr_rc == NGX_DONE)
+                    && sr->headers_out.status > 0;
+
+    if (ctx->sr_rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* nginx's own answer: the engine is down, too slow, ... */
+        resp.status = (int) ctx->sr_rc;
+        resp.complete = 1;
+    }
+
+    b = sr->out ? sr->out->buf : NULL;
+
+    if (b && !ngx_buf_special(b)) {
+        resp.body.data = b->pos;
+        resp.body.len = b->last - b->pos;
+    }
+
+    n = 1;
+    for (part = &sr->headers_out.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    headers = ngx_palloc(r->pool, n * sizeof(sms_header_t));
+    if (headers == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = 0;
+
+    if (sr->headers_out.content_type.len) {
+        headers[n].name.data = ngx_http_sagemaker_sessions_content_type.data;
+        headers[n].name.len = ngx_http_sagemaker_sessions_content_type.len;
+        headers[n].value.data = sr->headers_out.content_type.data;
+        headers[n].value.len = sr->headers_out.content_type.len;
+        n++;
+    }
+
+    for (part = &sr->headers_out.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash == 0) {
+                continue;
+            }
+
+            headers[n].name.data = h[i].key.data;
+            headers[n].name.len = h[i].key.len;
+            headers[n].value.data = h[i].value.data;
+            headers[n].value.len = h[i].value.len;
+            n++;
+        }
+    }
+
+    resp.headers = headers;
+    resp.nheaders = n;
+
+    ngx_http_sagemaker_sessions_request(r, &req);
+    ngx_memzero(&d, sizeof(sms_decision_t));
+
+    if (sms_engine_answer(slcf->location, (int) ctx->call, &req, &resp,
+                          ngx_http_sagemaker_sessions_alloc, r->pool, &d)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sagemaker sessions: out of memory answering a request");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (d.action != SMS_RELAY) {
+        return ngx_http_sagemaker_sessions_carry_out(r, &d);
+    }
+
+    if (ctx->sr_rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return ctx->sr_rc;
+    }
+
+    /* the engine's answer, as it is */
+
+    d.status = resp.status;
+    d.content_type.data = sr->headers_out.content_type.data;
+    d.content_type.len = sr->headers_out.content_type.len;
+    d.body = resp.body;
+
+    rc = ngx_http_sagemaker_sessions_respond(r, &d);
+
+    return rc;
 }
 
 
@@ -566,7 +996,6 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_sagemaker_sessions_main_conf_t *smcf = conf;
 
     ngx_str_t               path;
-    ngx_pool_cleanup_t     *cln;
     sms_main_resolved_t    *res;
     sms_main_directives_t   in;
 
@@ -605,14 +1034,40 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (smcf->store) {
-        cln = ngx_pool_cleanup_add(cf->pool, 0);
-        if (cln == NULL) {
-            return NGX_CONF_ERROR;
-        }
+    if (smcf->store
+        && ngx_http_sagemaker_sessions_keep(cf, smcf->store) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
-        cln->handler = ngx_http_sagemaker_sessions_release_store;
-        cln->data = smcf->store;
+    smcf->create_defaults = sms_defaults_from_env(
+                  "SAGEMAKER_TRANSFORMS_CREATE_SESSION_DEFAULTS",
+                  res->error, sizeof(res->error));
+
+    if (res->error[0]) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sagemaker sessions: %s",
+                           res->error);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->close_defaults = sms_defaults_from_env(
+                  "SAGEMAKER_TRANSFORMS_CLOSE_SESSION_DEFAULTS",
+                  res->error, sizeof(res->error));
+
+    if (res->error[0]) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sagemaker sessions: %s",
+                           res->error);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((smcf->create_defaults
+         && ngx_http_sagemaker_sessions_keep(cf, smcf->create_defaults)
+            != NGX_OK)
+        || (smcf->close_defaults
+            && ngx_http_sagemaker_sessions_keep(cf, smcf->close_defaults)
+               != NGX_OK))
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -633,11 +1088,15 @@ ngx_http_sagemaker_sessions_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     slcf->session_id_path = { 0, NULL };
      *     slcf->inject_path = NULL;
+     *     slcf->create = { { 0, NULL }, NULL };
+     *     slcf->close = { { 0, NULL }, NULL };
+     *     slcf->location = NULL;
      */
 
     slcf->manager = NGX_CONF_UNSET;
+    slcf->create_defaults = NGX_CONF_UNSET_PTR;
+    slcf->close_defaults = NGX_CONF_UNSET_PTR;
 
     return slcf;
 }
@@ -650,10 +1109,42 @@ ngx_http_sagemaker_sessions_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_sagemaker_sessions_loc_conf_t *prev = parent;
     ngx_http_sagemaker_sessions_loc_conf_t *conf = child;
 
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
     if (conf->manager == NGX_CONF_UNSET) {
         conf->manager = (prev->manager == NGX_CONF_UNSET) ? 0 : prev->manager;
-        conf->session_id_path = prev->session_id_path;
         conf->inject_path = prev->inject_path;
+    }
+
+    if (conf->create.uri.data == NULL) {
+        conf->create = prev->create;
+    }
+
+    if (conf->close.uri.data == NULL) {
+        conf->close = prev->close;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                        ngx_http_sagemaker_sessions_module);
+
+    ngx_conf_merge_ptr_value(conf->create_defaults, prev->create_defaults,
+                             smcf->create_defaults);
+    ngx_conf_merge_ptr_value(conf->close_defaults, prev->close_defaults,
+                             smcf->close_defaults);
+
+    if (!conf->manager) {
+        return NGX_CONF_OK;
+    }
+
+    conf->location = sms_location_create(conf->inject_path, conf->create.path,
+                                         conf->create_defaults,
+                                         conf->close.path,
+                                         conf->close_defaults);
+
+    if (conf->location == NULL
+        || ngx_http_sagemaker_sessions_keep(cf, conf->location) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -738,9 +1229,8 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_sagemaker_sessions_loc_conf_t *slcf = conf;
 
-    u_char               err[SMS_ERRLEN];
-    ngx_str_t           *value, path;
-    ngx_pool_cleanup_t  *cln;
+    u_char      err[SMS_ERRLEN];
+    ngx_str_t  *value, path;
 
     if (slcf->manager != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -771,7 +1261,7 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
 
     err[0] = '\0';
 
-    slcf->inject_path = sms_path_compile(path.data, path.len,
+    slcf->inject_path = sms_path_compile(path.data, path.len, SMS_PATH_BODY,
                                          (char *) err, sizeof(err));
 
     if (slcf->inject_path == NULL) {
@@ -781,31 +1271,125 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
+    if (ngx_http_sagemaker_sessions_keep(cf, slcf->inject_path) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    cln->handler = ngx_http_sagemaker_sessions_release_path;
-    cln->data = slcf->inject_path;
-
-    slcf->session_id_path = path;
 
     return NGX_CONF_OK;
 }
 
 
-static void
-ngx_http_sagemaker_sessions_release_store(void *data)
+static char *
+ngx_http_sagemaker_session_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
 {
-    sms_store_release(data);
+    char  *p = conf;
+
+    u_char                                 err[SMS_ERRLEN];
+    ngx_str_t                             *value;
+    ngx_http_sagemaker_sessions_handler_t  *h;
+
+    h = (ngx_http_sagemaker_sessions_handler_t *) (p + cmd->offset);
+
+    if (h->uri.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URI \"%V\" in \"%V\" directive, "
+                           "a location such as /engine/create_session "
+                           "is required", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    err[0] = '\0';
+
+    h->path = sms_path_compile(value[2].data, value[2].len,
+                               (int) (intptr_t) cmd->post,
+                               (char *) err, sizeof(err));
+
+    if (h->path == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid path \"%V\" in \"%V\" directive: %s",
+                           &value[2], &cmd->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_sagemaker_sessions_keep(cf, h->path) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    h->uri = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sagemaker_session_defaults(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char  *p = conf;
+
+    void       **defaults;
+    u_char       err[SMS_ERRLEN];
+    ngx_str_t   *value;
+
+    defaults = (void **) (p + cmd->offset);
+
+    if (*defaults != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    err[0] = '\0';
+
+    *defaults = sms_defaults_compile(value[1].data, value[1].len,
+                                     (char *) err, sizeof(err));
+
+    if (*defaults == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value in \"%V\" directive: %s",
+                           &cmd->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_sagemaker_sessions_keep(cf, *defaults) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* Swift objects live as long as the configuration that holds them */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_keep(ngx_conf_t *cf, void *handle)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        sms_release(handle);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_sagemaker_sessions_release;
+    cln->data = handle;
+
+    return NGX_OK;
 }
 
 
 static void
-ngx_http_sagemaker_sessions_release_path(void *data)
+ngx_http_sagemaker_sessions_release(void *data)
 {
-    sms_path_release(data);
+    sms_release(data);
 }
 
 

@@ -3,9 +3,9 @@
  * (Sources/SageMakerSessionsABI). It uses no nginx type so that Swift can
  * import it without nginx's headers.
  *
- * Ownership: handles returned by Swift (store, path) are released with the
- * matching *_release call, from a cleanup of the cycle pool that holds the
- * configuration. Bytes that Swift returns for a request live in memory that
+ * Ownership: handles returned by Swift (store, paths, defaults, locations)
+ * are released with sms_release(), from a cleanup of the cycle pool that
+ * holds the configuration. Bytes that Swift returns for a request live in memory that
  * Swift got from the caller's allocator (the request pool).
  */
 
@@ -56,10 +56,28 @@ typedef struct {
 } sms_request_t;
 
 
+/* what the engine answered to a session subrequest */
+typedef struct {
+    sms_str_t                 name;
+    sms_str_t                 value;
+} sms_header_t;
+
+typedef struct {
+    int                       complete;          /* 0: not read whole */
+    int                       status;
+    const sms_header_t       *headers;           /* Content-Type included */
+    size_t                    nheaders;
+    sms_str_t                 body;
+} sms_engine_response_t;
+
+
 /* what the shim must do with it */
 #define SMS_PASS              0   /* hand the request on unchanged */
 #define SMS_PASS_NEW_BODY     1   /* hand it on with body replaced */
 #define SMS_RESPOND           2   /* answer it here */
+#define SMS_CALL_CREATE       3   /* POST body to the create handler URI */
+#define SMS_CALL_CLOSE        4   /* POST body to the close handler URI */
+#define SMS_RELAY             5   /* answer with the engine's response */
 
 /* log levels, numerically nginx's */
 #define SMS_LOG_NONE          0
@@ -74,29 +92,52 @@ typedef struct {
     sms_str_t                 content_type;
     sms_str_t                 header_name;       /* len 0: no extra header */
     sms_str_t                 header_value;
-    sms_str_t                 body;              /* response or new request body */
+    sms_str_t                 body;              /* response or new body */
     int                       log_level;
     sms_str_t                 log_message;
 } sms_decision_t;
 
 
-/* configuration time (master process) */
+/* kinds of paths in directives */
+#define SMS_PATH_BODY         0   /* session_id_path=: inside the body */
+#define SMS_PATH_RESPONSE     1   /* create handler: body..., headers... */
+#define SMS_PATH_REQUEST      2   /* close handler: body.... */
+
+
+/*
+ * Configuration time (master process). Every handle is a Swift object,
+ * released with sms_release().
+ */
 
 int sms_main_conf_resolve(const sms_main_directives_t *in,
     sms_main_resolved_t *out);
 int sms_store_grant(void *store, uint32_t uid, uint32_t gid,
     char *err, size_t errlen);
-void sms_store_release(void *store);
 
-void *sms_path_compile(const unsigned char *data, size_t len,
+void *sms_path_compile(const unsigned char *data, size_t len, int kind,
     char *err, size_t errlen);
-void sms_path_release(void *path);
+
+void *sms_defaults_compile(const unsigned char *data, size_t len,
+    char *err, size_t errlen);
+/* NULL with err[0] == '\0' when the variable is not set */
+void *sms_defaults_from_env(const char *variable, char *err, size_t errlen);
+
+/* create_path / close_path NULL: no engine handler of that kind */
+void *sms_location_create(void *inject_path, void *create_path,
+    void *create_defaults, void *close_path, void *close_defaults);
+
+void sms_release(void *handle);
 
 
-/* request time (worker processes); returns 0, or -1 if out of memory */
+/* request time (worker processes); return 0, or -1 if out of memory */
 
-int sms_decide(void *store, void *inject_path, const sms_request_t *req,
+int sms_decide(void *store, void *location, const sms_request_t *req,
     sms_alloc_pt alloc, void *pool, sms_decision_t *out);
+
+/* call: SMS_CALL_CREATE or SMS_CALL_CLOSE, as sms_decide() asked */
+int sms_engine_answer(void *location, int call, const sms_request_t *req,
+    const sms_engine_response_t *resp, sms_alloc_pt alloc, void *pool,
+    sms_decision_t *out);
 
 
 /* one bounded step of the expiry sweep; returns ms until the next step */

@@ -24,6 +24,23 @@ public final class JSON {
         return JSON(owning: raw)
     }
 
+    /// Like `parse`, with jansson's reason when it is not JSON.
+    public static func parseExplained(_ text: String) -> (JSON?, String) {
+        var text = text
+        return text.withUTF8 { buf -> (JSON?, String) in
+            var error = json_error_t()
+            guard let base = buf.baseAddress, buf.count > 0 else { return (nil, "empty text") }
+            let raw = base.withMemoryRebound(to: CChar.self, capacity: buf.count) {
+                json_loadb($0, buf.count, Int(JSON_DECODE_ANY), &error)
+            }
+            guard let raw else {
+                let reason = withUnsafeBytes(of: &error.text) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                return (nil, "\(reason) at line \(error.line), column \(error.column)")
+            }
+            return (JSON(owning: raw), "")
+        }
+    }
+
     public static func parse(_ text: String) -> JSON? {
         var text = text
         return text.withUTF8 { parse(UnsafeRawBufferPointer($0)) }
@@ -36,6 +53,15 @@ public final class JSON {
     /// nil when the bytes are not valid UTF-8 (jansson keeps strings valid).
     public static func string(_ value: String) -> JSON? {
         value.withCString { json_stringn($0, value.utf8.count).map(JSON.init(owning:)) }
+    }
+
+    public static func integer(_ value: Int) -> JSON? {
+        json_integer(json_int_t(value)).map(JSON.init(owning:))
+    }
+
+    /// An independent copy, so a template is never changed by a request.
+    public func deepCopy() -> JSON? {
+        json_deep_copy(raw).map(JSON.init(owning:))
     }
 
     public var isObject: Bool { raw.pointee.type == JSON_OBJECT }
@@ -56,7 +82,10 @@ public final class JSON {
     public var numberText: String? {
         switch raw.pointee.type {
         case JSON_INTEGER: return String(json_integer_value(raw))
-        case JSON_REAL: return dumped()
+        case JSON_REAL:
+            let v = json_real_value(raw)
+            if v == v.rounded(), v.magnitude < 9e15 { return String(Int64(v)) }
+            return "\(v)"  // the shortest text that reads back the same
         default: return nil
         }
     }

@@ -10,6 +10,10 @@ public enum SessionError: Error, Equatable {
     case createFailed(SystemError)
     case closeFailed(SystemError)
     case readFailed(id: String, SystemError)
+    case invalidSessionID
+    case engineSessionIDMissing
+    case engineSessionIDUnsafe(String)
+    case engineUnreadable
     case outOfMemory
 
     public var answer: Answer {
@@ -38,6 +42,19 @@ public enum SessionError: Error, Equatable {
             return .error(424, "Failed to close session: \(reason)", log: (.error, "failed to close session: \(reason)"))
         case .readFailed(let id, let reason):
             return .error(424, "Failed to read session: \(reason)", log: (.error, "failed to read session \(id): \(reason)"))
+        case .invalidSessionID:
+            return .error(400, "Bad request: the session id is not valid UTF-8",
+                          log: (.info, "session id is not valid UTF-8"))
+        case .engineSessionIDMissing:
+            return .error(500, "Session ID not found in response",
+                          log: (.warn, "session id not found in the engine's response"))
+        case .engineSessionIDUnsafe(let id):
+            let shown = String(decoding: id.utf8.prefix(64).map { $0 < 0x20 || $0 == 0x7f ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+            return .error(500, "Session ID in response is not valid in a header (control characters, or over \(HeaderValue.maxLength) bytes)",
+                          log: (.warn, "session id in the engine's response is not valid in a header: \"\(shown)\"\(id.utf8.count > 64 ? "..." : "") (\(id.utf8.count) bytes)"))
+        case .engineUnreadable:
+            return .error(502, "Failed to read the engine's response to the session request",
+                          log: (.error, "the engine's response to a session request could not be read whole: larger than subrequest_output_buffer_size, or cut short"))
         case .outOfMemory:
             return .error(500, "Internal Server Error", log: (.error, "out of memory"))
         }

@@ -5,6 +5,15 @@ public enum Decision {
     /// Pass the request on with this body instead of the client's.
     case passWithBody(JSON)
     case answer(Answer)
+    /// Hand the session request to the engine: a POST of this body to the
+    /// handler's URI, whose answer comes back to `answer(_:sessionID:response:)`.
+    case callEngine(EngineCall, body: JSON)
+    /// Give the client the engine's answer as it is.
+    case relay
+}
+
+public enum EngineCall: Equatable {
+    case create, close
 }
 
 public struct SessionManager {
@@ -13,10 +22,20 @@ public struct SessionManager {
     /// Where the session id goes in the body of an invocation, if anywhere.
     public let injectPath: JSONPath?
 
-    public init(store: SessionStore?, injectPath: JSONPath?) {
+    public let createHandler: CreateHandler?
+    public let closeHandler: CloseHandler?
+
+    public init(store: SessionStore?, injectPath: JSONPath?,
+                createHandler: CreateHandler? = nil, closeHandler: CloseHandler? = nil) {
         self.store = store
         self.injectPath = injectPath
+        self.createHandler = createHandler
+        self.closeHandler = closeHandler
     }
+
+    /// With any engine handler, the engine owns its sessions: invocations are
+    /// not checked against the built-in store.
+    var engineOwnsSessions: Bool { createHandler != nil || closeHandler != nil }
 
     /// - Parameters:
     ///   - sessionID: the session header's bytes, nil when there is none.
@@ -33,8 +52,15 @@ public struct SessionManager {
         case .malformed(let detail):
             throw .malformedRequest(detail)
         case .newSession:
+            if let handler = createHandler {
+                guard let body = handler.defaults.body() else { throw .outOfMemory }
+                return .callEngine(.create, body: body)
+            }
             return .answer(try create(now: now))
         case .close:
+            if let handler = closeHandler {
+                return .callEngine(.close, body: try closeBody(handler, sessionID))
+            }
             return .answer(try close(sessionID, now: now))
         case .invocation(let parsed):
             return try invoke(sessionID, body: body, parsed: parsed, now: now)
@@ -78,6 +104,11 @@ public struct SessionManager {
 
     func invoke(_ sessionID: [UInt8]?, body: UnsafeRawBufferPointer, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
         guard let raw = sessionID else { return .pass }
+        if engineOwnsSessions {
+            if raw.isEmpty { return .pass }
+            guard let path = injectPath else { return .pass }
+            return .passWithBody(try inject(try text(raw), at: path, body: body, parsed: parsed))
+        }
         guard let store else { throw .disabled }
         if raw.isEmpty { return .pass }
         let id = String(decoding: raw, as: UTF8.self)
@@ -110,5 +141,53 @@ public struct SessionManager {
             }
         }
         return document
+    }
+
+    /// The close defaults with the client's session id written at the
+    /// handler's path (after the defaults, so the id wins).
+    func closeBody(_ handler: CloseHandler, _ sessionID: [UInt8]?) throws(SessionError) -> JSON {
+        guard let raw = sessionID, !raw.isEmpty else { throw .missingSessionID }
+        let id = try text(raw)
+        guard let body = handler.defaults.body(), let value = JSON.string(id) else { throw .outOfMemory }
+        do {
+            try handler.requestPath.set(value, in: body)
+        } catch {
+            switch error {
+            case .notAnObject(let prefix):
+                throw .cannotInject(path: "body." + handler.requestPath.description, blockedAt: "body." + prefix)
+            case .outOfMemory: throw .outOfMemory
+            }
+        }
+        return body
+    }
+
+    /// Session ids the engine sees must be text.
+    func text(_ raw: [UInt8]) throws(SessionError) -> String {
+        guard let id = String(validating: raw, as: UTF8.self) else { throw .invalidSessionID }
+        return id
+    }
+
+    /// The answer to the client once the engine has answered a session
+    /// subrequest.
+    public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse) -> Decision {
+        guard response.complete else { return .answer(SessionError.engineUnreadable.answer) }
+        guard response.status == 200 else { return .relay }
+        switch call {
+        case .create:
+            guard let handler = createHandler, let id = response.sessionID(at: handler.responsePath) else {
+                return .answer(SessionError.engineSessionIDMissing.answer)
+            }
+            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answer) }
+            return .answer(Answer(status: 200, contentType: Answer.text,
+                                  header: (Answer.newSessionIDHeader, id),
+                                  body: "Successfully created session: \(id)",
+                                  log: (.info, "engine created session \(id)")))
+        case .close:
+            let id = String(decoding: sessionID ?? [], as: UTF8.self)
+            return .answer(Answer(status: 200, contentType: Answer.text,
+                                  header: (Answer.closedSessionIDHeader, id),
+                                  body: "Successfully closed session: \(id)",
+                                  log: (.info, "engine closed session \(id)")))
+        }
     }
 }

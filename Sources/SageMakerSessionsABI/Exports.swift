@@ -5,6 +5,8 @@ import SageMakerSessions
 // The C ABI of the module: thin conversions between the shim's structs and
 // the Swift core. No decision is made here.
 
+// MARK: - configuration
+
 @_cdecl("sms_main_conf_resolve")
 public func sms_main_conf_resolve(_ input: UnsafePointer<sms_main_directives_t>?,
                                   _ output: UnsafeMutablePointer<sms_main_resolved_t>?) -> Int32 {
@@ -28,8 +30,7 @@ public func sms_main_conf_resolve(_ input: UnsafePointer<sms_main_directives_t>?
         let (path, warning) = try config.prepareDirectory()
         copy(path, to: &output.pointee.path)
         if let warning { copy(warning, to: &output.pointee.warning) }
-        let store = SessionStore(root: path, expiration: config.expiration)
-        output.pointee.store = Unmanaged.passRetained(store).toOpaque()
+        output.pointee.store = retain(SessionStore(root: path, expiration: config.expiration))
         return 0
     } catch {
         copy(error.description, to: &output.pointee.error)
@@ -39,10 +40,10 @@ public func sms_main_conf_resolve(_ input: UnsafePointer<sms_main_directives_t>?
 
 @_cdecl("sms_store_grant")
 public func sms_store_grant(_ store: UnsafeMutableRawPointer?, _ uid: UInt32, _ gid: UInt32,
-                            _ err: UnsafeMutablePointer<CChar>?, _ errlen: Int) -> Int32 {
-    guard let store else { return 0 }
+                           _ err: UnsafeMutablePointer<CChar>?, _ errlen: Int) -> Int32 {
+    guard let store = object(store, as: SessionStore.self) else { return 0 }
     do {
-        try Unmanaged<SessionStore>.fromOpaque(store).takeUnretainedValue().grant(uid: uid, gid: gid)
+        try store.grant(uid: uid, gid: gid)
         return 0
     } catch {
         copy(error.description, to: err, errlen)
@@ -50,59 +51,148 @@ public func sms_store_grant(_ store: UnsafeMutableRawPointer?, _ uid: UInt32, _ 
     }
 }
 
-@_cdecl("sms_store_release")
-public func sms_store_release(_ store: UnsafeMutableRawPointer?) {
-    guard let store else { return }
-    Unmanaged<SessionStore>.fromOpaque(store).release()
-}
-
-/// Compiled paths are boxed so that C can hold them.
-final class PathBox {
-    let path: JSONPath
-    init(_ path: JSONPath) { self.path = path }
+/// Configuration values are boxed so that C can hold them.
+final class Box<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 @_cdecl("sms_path_compile")
-public func sms_path_compile(_ data: UnsafePointer<UInt8>?, _ len: Int,
+public func sms_path_compile(_ data: UnsafePointer<UInt8>?, _ len: Int, _ kind: Int32,
                              _ err: UnsafeMutablePointer<CChar>?, _ errlen: Int) -> UnsafeMutableRawPointer? {
     let text = string(sms_str_t(data: data, len: len))
     do {
-        let path = try JSONPath(parsing: text)
-        return Unmanaged.passRetained(PathBox(path)).toOpaque()
+        let path: JSONPath
+        switch kind {
+        case SMS_PATH_RESPONSE: path = try HandlerPath.response(text)
+        case SMS_PATH_REQUEST: path = try HandlerPath.request(text)
+        default: path = try JSONPath(parsing: text)
+        }
+        return retain(Box(path))
     } catch {
         copy("\(error)", to: err, errlen)
         return nil
     }
 }
 
-@_cdecl("sms_path_release")
-public func sms_path_release(_ path: UnsafeMutableRawPointer?) {
-    guard let path else { return }
-    Unmanaged<PathBox>.fromOpaque(path).release()
+@_cdecl("sms_defaults_compile")
+public func sms_defaults_compile(_ data: UnsafePointer<UInt8>?, _ len: Int,
+                                 _ err: UnsafeMutablePointer<CChar>?, _ errlen: Int) -> UnsafeMutableRawPointer? {
+    do {
+        return retain(Box(try SessionDefaults(parsing: string(sms_str_t(data: data, len: len)))))
+    } catch {
+        copy(error.description, to: err, errlen)
+        return nil
+    }
+}
+
+@_cdecl("sms_defaults_from_env")
+public func sms_defaults_from_env(_ variable: UnsafePointer<CChar>?,
+                                  _ err: UnsafeMutablePointer<CChar>?, _ errlen: Int) -> UnsafeMutableRawPointer? {
+    copy("", to: err, errlen)
+    guard let variable, let value = getenv(variable) else { return nil }
+    let name = String(cString: variable)
+    do {
+        return retain(Box(try SessionDefaults(parsing: String(cString: value))))
+    } catch {
+        copy("\(name): \(error.description)", to: err, errlen)
+        return nil
+    }
+}
+
+@_cdecl("sms_location_create")
+public func sms_location_create(_ injectPath: UnsafeMutableRawPointer?,
+                                _ createPath: UnsafeMutableRawPointer?, _ createDefaults: UnsafeMutableRawPointer?,
+                                _ closePath: UnsafeMutableRawPointer?, _ closeDefaults: UnsafeMutableRawPointer?)
+    -> UnsafeMutableRawPointer? {
+    guard let none = SessionDefaults.empty else { return nil }
+    let path = { (p: UnsafeMutableRawPointer?) in object(p, as: Box<JSONPath>.self)?.value }
+    let defaults = { (p: UnsafeMutableRawPointer?) in object(p, as: Box<SessionDefaults>.self)?.value ?? none }
+    let manager = SessionManager(
+        store: nil,
+        injectPath: path(injectPath),
+        createHandler: path(createPath).map { CreateHandler(responsePath: $0, defaults: defaults(createDefaults)) },
+        closeHandler: path(closePath).map { CloseHandler(requestPath: $0, defaults: defaults(closeDefaults)) })
+    return retain(Box(manager))
+}
+
+@_cdecl("sms_release")
+public func sms_release(_ handle: UnsafeMutableRawPointer?) {
+    guard let handle else { return }
+    Unmanaged<AnyObject>.fromOpaque(handle).release()
+}
+
+// MARK: - requests
+
+/// The location's manager with this cycle's store.
+func manager(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?) -> SessionManager {
+    let configured = object(location, as: Box<SessionManager>.self)?.value
+    return SessionManager(store: object(store, as: SessionStore.self),
+                          injectPath: configured?.injectPath,
+                          createHandler: configured?.createHandler,
+                          closeHandler: configured?.closeHandler)
+}
+
+func sessionID(_ request: sms_request_t) -> [UInt8]? {
+    request.session_id.data.map { Array(UnsafeBufferPointer(start: $0, count: request.session_id.len)) }
+}
+
+func bytes(_ s: sms_str_t) -> UnsafeRawBufferPointer {
+    UnsafeRawBufferPointer(start: s.data, count: s.data == nil ? 0 : s.len)
 }
 
 @_cdecl("sms_decide")
-public func sms_decide(_ store: UnsafeMutableRawPointer?, _ injectPath: UnsafeMutableRawPointer?,
+public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?,
                        _ request: UnsafePointer<sms_request_t>?, _ alloc: sms_alloc_pt?,
                        _ pool: UnsafeMutableRawPointer?,
                        _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
     guard let request, let alloc, let output else { return -1 }
-    let manager = SessionManager(
-        store: store.map { Unmanaged<SessionStore>.fromOpaque($0).takeUnretainedValue() },
-        injectPath: injectPath.map { Unmanaged<PathBox>.fromOpaque($0).takeUnretainedValue().path })
     let r = request.pointee
-    let sessionID: [UInt8]? = r.session_id.data.map { Array(UnsafeBufferPointer(start: $0, count: r.session_id.len)) }
-    let body = UnsafeRawBufferPointer(start: r.body.data, count: r.body.data == nil ? 0 : r.body.len)
-    let allocate: (Int) -> UnsafeMutableRawPointer? = { alloc(pool, $0) }
+    let decision = manager(store, location).decide(sessionID: sessionID(r), body: bytes(r.body))
+    return write(decision, to: output) { alloc(pool, $0) }
+}
 
+@_cdecl("sms_engine_answer")
+public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int32,
+                              _ request: UnsafePointer<sms_request_t>?,
+                              _ response: UnsafePointer<sms_engine_response_t>?,
+                              _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
+                              _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
+    guard let request, let response, let alloc, let output else { return -1 }
+    let e = response.pointee
+    var headers: [(name: String, value: String)] = []
+    if let list = e.headers {
+        for i in 0..<e.nheaders { headers.append((string(list[i].name), string(list[i].value))) }
+    }
+    let captured = EngineResponse(complete: e.complete != 0, status: Int(e.status), headers: headers, body: bytes(e.body))
+    let decision = manager(nil, location).answer(call == SMS_CALL_CLOSE ? .close : .create,
+                                                 sessionID: sessionID(request.pointee), response: captured)
+    return write(decision, to: output) { alloc(pool, $0) }
+}
+
+@_cdecl("sms_sweep_step")
+public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
+    object(store, as: SessionStore.self)?.sweepStep() ?? 60_000
+}
+
+// MARK: - conversions
+
+func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>,
+           _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
     var out = sms_decision_t()
-    switch manager.decide(sessionID: sessionID, body: body) {
+    switch decision {
     case .pass:
         out.action = SMS_PASS
-    case .passWithBody(let document):
+    case .relay:
+        out.action = SMS_RELAY
+    case .passWithBody(let document), .callEngine(_, let document):
         guard let bytes = document.dump(into: allocate) else { return -1 }
-        out.action = SMS_PASS_NEW_BODY
         out.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        switch decision {
+        case .callEngine(.create, _): out.action = SMS_CALL_CREATE
+        case .callEngine(.close, _): out.action = SMS_CALL_CLOSE
+        default: out.action = SMS_PASS_NEW_BODY
+        }
     case .answer(let answer):
         out.action = SMS_RESPOND
         out.status = Int32(answer.status)
@@ -124,13 +214,13 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ injectPath: UnsafeMu
     return 0
 }
 
-@_cdecl("sms_sweep_step")
-public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
-    guard let store else { return 60_000 }
-    return Unmanaged<SessionStore>.fromOpaque(store).takeUnretainedValue().sweepStep()
+func retain(_ object: AnyObject) -> UnsafeMutableRawPointer {
+    Unmanaged.passRetained(object).toOpaque()
 }
 
-// MARK: - conversions
+func object<T: AnyObject>(_ handle: UnsafeMutableRawPointer?, as type: T.Type) -> T? {
+    handle.map { Unmanaged<T>.fromOpaque($0).takeUnretainedValue() }
+}
 
 func string(_ s: sms_str_t) -> String {
     guard let data = s.data else { return "" }

@@ -116,7 +116,9 @@ final class JSONTests: XCTestCase {
     func testNumberTextForReals() throws {
         XCTAssertEqual(try XCTUnwrap(JSON.parse("1.5")).numberText, "1.5")
         XCTAssertEqual(try XCTUnwrap(JSON.parse("-0.25")).numberText, "-0.25")
-        XCTAssertEqual(try XCTUnwrap(JSON.parse("1e2")).numberText, "100.0")
+        XCTAssertEqual(try XCTUnwrap(JSON.parse("1e2")).numberText, "100")
+        XCTAssertEqual(try XCTUnwrap(JSON.parse("12345678.0")).numberText, "12345678")
+        XCTAssertEqual(try XCTUnwrap(JSON.parse("1e300")).numberText, "1e+300")
         XCTAssertEqual(try XCTUnwrap(JSON.parse("1e2")).numberValue, 100)
     }
 
