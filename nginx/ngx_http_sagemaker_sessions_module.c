@@ -55,7 +55,15 @@ typedef struct {
     ngx_int_t                  call;
     ngx_http_request_t        *subrequest;
     ngx_int_t                  sr_rc;
+
+    /* the engine's answer body, kept by our body filter */
+    u_char                    *capture;
+    size_t                     captured;
+    size_t                     capacity;
+
     unsigned                   done:1;
+    unsigned                   last:1;       /* the whole body went by */
+    unsigned                   overflow:1;   /* more than capacity */
 } ngx_http_sagemaker_sessions_ctx_t;
 
 
@@ -86,6 +94,10 @@ static void ngx_http_sagemaker_sessions_request(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sagemaker_sessions_respond(ngx_http_request_t *r,
     sms_decision_t *d);
 static void *ngx_http_sagemaker_sessions_alloc(void *pool, size_t size);
+static ngx_int_t ngx_http_sagemaker_sessions_capture_filter(
+    ngx_http_request_t *r, ngx_chain_t *in);
+static ngx_int_t ngx_http_sagemaker_sessions_capture(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx, ngx_buf_t *b);
 static void ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev);
 
 static void *ngx_http_sagemaker_sessions_create_main_conf(ngx_conf_t *cf);
@@ -208,6 +220,9 @@ ngx_module_t  ngx_http_sagemaker_sessions_module = {
 
 static ngx_str_t  ngx_http_sagemaker_sessions_header_name =
     ngx_string("X-Amzn-SageMaker-Session-Id");
+
+
+static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
 
 
 static ngx_int_t
@@ -630,6 +645,13 @@ ngx_http_sagemaker_sessions_call_engine(ngx_http_request_t *r,
     }
 
     ctx->subrequest = sr;
+    ctx->capture = NULL;
+    ctx->captured = 0;
+    ctx->last = 0;
+    ctx->overflow = 0;
+
+    /* marks the subrequest for the capture filter */
+    ngx_http_set_ctx(sr, ctx, ngx_http_sagemaker_sessions_module);
 
     sr->method = NGX_HTTP_POST;
     ngx_str_set(&sr->method_name, "POST");
@@ -769,7 +791,6 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
 {
     ngx_int_t                                 rc;
     ngx_uint_t                                i, n;
-    ngx_buf_t                                *b;
     ngx_list_part_t                          *part;
     ngx_table_elt_t                          *h;
     sms_header_t                             *headers;
@@ -786,7 +807,11 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
 
     resp.status = (int) sr->headers_out.status;
     resp.complete = (ctx->sr_rc == NGX_OK || ctx->sr_rc == NGX_DONE)
-                    && sr->headers_out.status > 0;
+                    && sr->headers_out.status > 0
+                    && ctx->last && !ctx->overflow
+                    && (sr->headers_out.content_length_n < 0
+                        || (off_t) ctx->captured
+                           == sr->headers_out.content_length_n);
 
     if (ctx->sr_rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         /* nginx's own answer: the engine is down, too slow, ... */
@@ -794,12 +819,8 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
         resp.complete = 1;
     }
 
-    b = sr->out ? sr->out->buf : NULL;
-
-    if (b && !ngx_buf_special(b)) {
-        resp.body.data = b->pos;
-        resp.body.len = b->last - b->pos;
-    }
+    resp.body.data = ctx->capture;
+    resp.body.len = ctx->captured;
 
     n = 1;
     for (part = &sr->headers_out.headers.part; part; part = part->next) {
@@ -939,6 +960,105 @@ static void *
 ngx_http_sagemaker_sessions_alloc(void *pool, size_t size)
 {
     return ngx_pnalloc(pool, size);
+}
+
+
+/*
+ * Keeps the body of our engine subrequests, up to
+ * subrequest_output_buffer_size, and passes none of it on: an answer too
+ * large is refused by the core with a clear error instead of ending the
+ * client's request, and a short one is seen against its Content-Length.
+ */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_capture_filter(ngx_http_request_t *r,
+    ngx_chain_t *in)
+{
+    ngx_chain_t                        *cl;
+    ngx_http_sagemaker_sessions_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
+
+    if (ctx == NULL || ctx->subrequest != r) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_http_sagemaker_sessions_capture(r, ctx, cl->buf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (cl->buf->last_buf || cl->buf->last_in_chain) {
+            ctx->last = 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_capture(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx, ngx_buf_t *b)
+{
+    off_t                      size, total;
+    ssize_t                    n;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    size = ngx_buf_size(b);
+
+    if (size == 0 || ngx_buf_special(b) || ctx->overflow) {
+        goto consumed;
+    }
+
+    if (ctx->capture == NULL) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        ctx->capacity = clcf->subrequest_output_buffer_size;
+    }
+
+    total = ngx_max(r->headers_out.content_length_n,
+                    (off_t) ctx->captured + size);
+
+    if (total > (off_t) ctx->capacity) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sagemaker sessions: the engine's answer to \"%V\" "
+                      "is larger than subrequest_output_buffer_size "
+                      "(%O > %uz bytes)", &r->uri, total, ctx->capacity);
+        ctx->overflow = 1;
+        goto consumed;
+    }
+
+    if (ctx->capture == NULL) {
+        ctx->capture = ngx_pnalloc(r->pool, ctx->capacity);
+        if (ctx->capture == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (b->in_file && !ngx_buf_in_memory(b)) {
+        n = ngx_read_file(b->file, ctx->capture + ctx->captured,
+                          (size_t) size, b->file_pos);
+
+        if (n != size) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        ngx_memcpy(ctx->capture + ctx->captured, b->pos, (size_t) size);
+    }
+
+    ctx->captured += size;
+
+consumed:
+
+    if (b->in_file) {
+        b->file_pos = b->file_last;
+    }
+
+    b->pos = b->last;
+
+    return NGX_OK;
 }
 
 
@@ -1407,6 +1527,9 @@ ngx_http_sagemaker_sessions_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_sagemaker_sessions_handler;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_sagemaker_sessions_capture_filter;
 
     return NGX_OK;
 }

@@ -24,12 +24,9 @@ public struct SessionDefaults {
         guard parsed.isObject else { throw Invalid(description: "a JSON object of \"body.<path>\": value is required") }
         guard let body = JSON.object() else { throw Invalid(description: "out of memory") }
         for key in parsed.keys {
-            guard key.hasPrefix("body."), key.count > 5 else {
-                throw Invalid(description: "key \"\(key)\" does not start with \"body.\"")
-            }
             let path: JSONPath
             do {
-                path = try JSONPath(parsing: String(key.dropFirst(5)))
+                path = try HandlerPath.request(key)
             } catch {
                 throw Invalid(description: "key \"\(key)\": \(error)")
             }

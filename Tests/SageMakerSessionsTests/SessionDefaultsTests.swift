@@ -35,11 +35,11 @@ final class SessionDefaultsTests: XCTestCase {
             (#"{"body.capacity": }"#, "invalid JSON"),
             ("[1]", "a JSON object"),
             (#""body.x""#, "a JSON object"),
-            (#"{"capacity": 1}"#, #"key "capacity" does not start with "body.""#),
-            (#"{"body": 1}"#, #"key "body" does not start with "body.""#),
-            (#"{"body.": 1}"#, #"key "body." does not start with "body.""#),
-            (#"{"headers.x": 1}"#, #"does not start with "body.""#),
-            (#"{"body..x": 1}"#, #"key "body..x""#),
+            (#"{"capacity": 1}"#, #"key "capacity": the path must start with "body.""#),
+            (#"{"body": 1}"#, #"key "body": the path must start with "body.""#),
+            (#"{"body.": 1}"#, #"key "body.": empty segment at offset 5"#),
+            (#"{"headers.x": 1}"#, #"must start with "body.""#),
+            (#"{"body..x": 1}"#, #"key "body..x": empty segment at offset 5"#),
             (#"{"body.a": 1, "body.a.b": 2}"#, "conflicts"),
         ]
         for (text, expected) in cases {

@@ -27,6 +27,8 @@ ENV_KEYS = (
     "SAGEMAKER_ENABLE_STATEFUL_SESSIONS",
     "SAGEMAKER_SESSIONS_PATH",
     "SAGEMAKER_SESSIONS_EXPIRATION",
+    "SAGEMAKER_TRANSFORMS_CREATE_SESSION_DEFAULTS",
+    "SAGEMAKER_TRANSFORMS_CLOSE_SESSION_DEFAULTS",
 )
 
 
@@ -43,11 +45,41 @@ def workdir():
     return d
 
 
+class Reply:
+    """What the engine stub answers to one request.
+
+    body: bytes or str (sent as it is; use Reply.json for a JSON value).
+    content_type: None sends no Content-Type. headers: extra (name, value) pairs.
+    delay: seconds to wait before answering. truncate: announce the whole body
+    in Content-Length, send only this many bytes of it, then close the connection.
+    """
+
+    def __init__(self, body=b"", status=200, content_type="application/json",
+                 headers=(), delay=0, truncate=None):
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        self.content_type = content_type
+        self.headers = list(headers.items()) if isinstance(headers, dict) else list(headers)
+        self.delay = delay
+        self.truncate = truncate
+
+    @classmethod
+    def json(cls, value, status=200, **kw):
+        return cls(json.dumps(value).encode(), status, "application/json", **kw)
+
+
 class Engine:
-    """The inference engine stand-in: records every request, answers JSON."""
+    """The inference engine stand-in: records every request, answers JSON.
+
+    By default it echoes what it received (`{"engine": "ok", ...}`). `respond(path,
+    answer)` makes it answer requests to `path` (query string ignored) with a Reply,
+    or with what a function of the recorded request returns (a Reply, or a
+    (status, [(name, value)], body) triple written as it is).
+    """
 
     def __init__(self):
         self.requests = []
+        self.responders = {}
         self.lock = threading.Lock()
         engine = self
 
@@ -70,6 +102,17 @@ class Engine:
                 }
                 with engine.lock:
                     engine.requests.append(record)
+                    responder = engine.responders.get(self.path.split("?")[0])
+                if responder is not None:
+                    answer = responder(record) if callable(responder) else responder
+                    try:
+                        if isinstance(answer, Reply):
+                            self._reply(answer)
+                        else:
+                            self._write(*answer)
+                    except OSError:
+                        self.close_connection = True   # nginx gave up first
+                    return
                 try:
                     received = json.loads(body)
                 except ValueError:
@@ -80,6 +123,31 @@ class Engine:
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+
+            def _reply(self, reply):
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self.send_response(reply.status)
+                if reply.content_type is not None:
+                    self.send_header("Content-Type", reply.content_type)
+                for k, v in reply.headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if reply.truncate is None:
+                    self.wfile.write(reply.body)
+                    return
+                self.wfile.write(reply.body[:reply.truncate])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _write(self, status, headers, body):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
 
             def _read_chunked(self):
                 data = b""
@@ -98,6 +166,16 @@ class Engine:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def respond(self, path, answer):
+        """Answers requests to `path` with `answer` (a Reply or a function)."""
+        with self.lock:
+            self.responders[path] = answer
+
+    def to(self, path):
+        """The recorded requests to `path` (query string ignored)."""
+        with self.lock:
+            return [r for r in self.requests if r["path"].split("?")[0] == path]
 
     @property
     def last(self):
@@ -135,6 +213,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port}{listen};
+{server_extra}
         location /invocations {{
 {location_extra}
             proxy_http_version 1.1;
@@ -150,10 +229,16 @@ http {{
 
 
 class Nginx:
-    """One nginx master with its workers, configured from the template."""
+    """One nginx master with its workers, configured from the template.
+
+    http: lines for the http block; server: lines for the server block (extra
+    locations, e.g. internal ones for engine handlers); location: lines for
+    `location /invocations`; main: lines for the main context.
+    """
 
     def __init__(self, engine_port, http="", location="sagemaker_session_manager;",
-                 workers=1, env=None, main="", sessions=True, directory=None, listen=""):
+                 workers=1, env=None, main="", sessions=True, directory=None, listen="",
+                 server=""):
         self.dir = directory or workdir()
         self.port = free_port()
         self.sessions_path = os.path.join(self.dir, "sessions")
@@ -168,9 +253,25 @@ class Nginx:
                 module=MODULE, workers=workers, dir=self.dir, main_extra=main,
                 http_extra="\n".join("    " + l for l in http_lines if l),
                 engine_port=engine_port, port=self.port, listen=listen and " " + listen,
+                server_extra="\n".join("        " + l for l in server.splitlines() if l.strip()),
                 location_extra="            " + location))
         self.env = clean_env(env)
         self.proc = None
+
+    @classmethod
+    def from_text(cls, conf, port, directory, env=None):
+        """An nginx running a complete nginx.conf given as text (it must say
+        `daemon off;` and listen on 127.0.0.1:`port`)."""
+        n = cls.__new__(cls)
+        n.dir = directory
+        n.port = port
+        n.sessions_path = os.path.join(directory, "sessions")
+        n.conf = os.path.join(directory, "nginx.conf")
+        with open(n.conf, "w") as f:
+            f.write(conf)
+        n.env = clean_env(env)
+        n.proc = None
+        return n
 
     @property
     def error_log(self):

@@ -1,0 +1,317 @@
+"""nginx/sglang.conf, as shipped, in front of a stub that answers exactly as
+SGLang's HTTP server does: its session endpoints are FastAPI routes with
+SGLang's own signatures and request types, run in process."""
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Engine, Nginx,
+                     free_port, workdir)
+
+CONF = os.path.join(ROOT, "nginx", "sglang.conf")
+CREATE_ENV = "SAGEMAKER_TRANSFORMS_CREATE_SESSION_DEFAULTS"
+CAPACITY = '{"body.capacity_of_str_len": 1024}'
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+# --- the SGLang stub ---------------------------------------------------------------
+
+# sglang/srt/managers/io_struct.py
+@dataclass
+class OpenSessionReqInput:
+    capacity_of_str_len: int
+    session_id: Optional[str] = None
+
+
+@dataclass
+class CloseSessionReqInput:
+    session_id: str
+
+
+@dataclass
+class GenerateReqInput:        # the fields used here; others are ignored, as by pydantic
+    text: Optional[Union[List[str], str]] = None
+    input_ids: Optional[Union[List[List[int]], List[int]]] = None
+    sampling_params: Optional[Union[List[Dict], Dict]] = None
+    rid: Optional[Union[List[str], str]] = None
+    stream: bool = False
+    session_params: Optional[Union[List[Dict], Dict]] = None
+
+
+def sglang_app(state):
+    """SGLang's routes (sglang/srt/entrypoints/http_server.py) over a fake engine."""
+    app = FastAPI()
+
+    def error(message, status=400):          # http_server._create_error_response
+        return JSONResponse({"error": {"message": str(message)}}, status_code=status)
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(status_code=200)
+
+    @app.api_route("/open_session", methods=["GET", "POST"])
+    async def open_session(obj: OpenSessionReqInput, request: Request):
+        session_id = obj.session_id or uuid.uuid4().hex     # TokenizerManager.open_session
+        if session_id in state.sessions:
+            return error("Failed to open the session. Check if a session with the same id is still open.")
+        state.sessions[session_id] = obj.capacity_of_str_len
+        return session_id
+
+    @app.api_route("/close_session", methods=["GET", "POST"])
+    async def close_session(obj: CloseSessionReqInput, request: Request):
+        state.sessions.pop(obj.session_id, None)             # unknown ids: no error
+        return Response(status_code=200)
+
+    @app.api_route("/generate", methods=["POST", "PUT"])
+    async def generate(obj: GenerateReqInput, request: Request):
+        params = obj.session_params
+        sid = params.get("id") if isinstance(params, dict) else None
+        if sid is not None and sid not in state.sessions:
+            return error(f"Invalid request: session id {sid} does not exist")
+        received = await request.json()
+        return {"text": "echo", "meta_info": {"id": uuid.uuid4().hex, "session_id": sid},
+                "received": received}
+
+    return app
+
+
+def call_asgi(app, method, path, query, headers, body):
+    """One HTTP request through an ASGI app: (status, [(name, value)], body)."""
+    async def run():
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": query.encode(), "root_path": "",
+                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 30000)}
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        out = {"status": None, "headers": [], "body": b""}
+
+        async def receive():
+            return pending.pop() if pending else {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                out["status"] = message["status"]
+                out["headers"] = [(k.decode("latin-1"), v.decode("latin-1"))
+                                  for k, v in message.get("headers", [])]
+            elif message["type"] == "http.response.body":
+                out["body"] += message.get("body", b"")
+
+        await app(scope, receive, send)
+        return out["status"], out["headers"], out["body"]
+
+    return asyncio.run(run())
+
+
+class SGLang(Engine):
+    """Records requests like Engine; answers as SGLang's HTTP server."""
+
+    ROUTES = ("/health", "/open_session", "/close_session", "/generate")
+
+    def __init__(self):
+        super().__init__()
+        self.sessions = {}
+        self.app = sglang_app(self)
+        for route in self.ROUTES:
+            self.respond(route, self._answer)
+
+    def _answer(self, record):
+        path, _, query = record["path"].partition("?")
+        headers = list(record["headers"].items())
+        return call_asgi(self.app, record["method"], path, query, headers, record["body"])
+
+
+# --- nginx running nginx/sglang.conf ----------------------------------------------
+
+def sglang_conf(directory, port, sglang_port):
+    """nginx/sglang.conf with only mechanical changes: paths, ports, foreground."""
+    with open(CONF) as f:
+        conf = f.read()
+    subs = [
+        (r"load_module \S+;", f"load_module {MODULE};\ndaemon off;"),
+        (r"error_log \S+ notice;", f"error_log {directory}/error.log info;"),
+        (r"pid \S+;", f"pid {directory}/nginx.pid;"),
+        (r"worker_processes auto;", "worker_processes 2;"),
+        (r"server 127\.0\.0\.1:30000;", f"server 127.0.0.1:{sglang_port};"),
+        (r"listen 8080;", f"listen 127.0.0.1:{port};"),
+        (r"http \{\n", "http {\n" + "".join(
+            f"    {name}_temp_path {directory}/{name};\n"
+            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))),
+    ]
+    for pattern, replacement in subs:
+        conf, n = re.subn(pattern, lambda m: replacement, conf)
+        assert n == 1, f"nginx/sglang.conf changed: {pattern!r} matched {n} times"
+    return conf
+
+
+@pytest.fixture
+def sglang():
+    s = SGLang()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def run_sglang_conf(sglang):
+    started = []
+
+    def run(env=None, start=True):
+        d = workdir()
+        port = free_port()
+        env = dict(env or {})
+        env.setdefault("SAGEMAKER_SESSIONS_PATH", os.path.join(d, "sessions"))
+        n = Nginx.from_text(sglang_conf(d, port, sglang.port), port, d, env=env)
+        started.append(n)
+        return n.start() if start else n
+
+    yield run
+    crashed = []
+    for n in started:
+        n.stop()
+        crashed += n.crashes()
+        shutil.rmtree(n.dir, ignore_errors=True)
+    assert not crashed, crashed
+
+
+def directives(conf):
+    return [l.strip() for l in conf.splitlines() if l.strip() and not l.strip().startswith("#")]
+
+
+def test_sglang_conf_sets_no_create_defaults_and_passes_nginx_t(run_sglang_conf):
+    with open(CONF) as f:
+        lines = directives(f.read())
+    assert not [l for l in lines if "create_defaults" in l], "N comes from the environment"
+    assert "sagemaker_session_create_handler /sglang/open_session body;" in lines
+    assert "sagemaker_session_close_handler /sglang/close_session body.session_id;" in lines
+    assert "sagemaker_session_manager session_id_path=session_params.id;" in lines
+    ngx = run_sglang_conf(env={CREATE_ENV: CAPACITY}, start=False)
+    code, out = ngx.test_config()
+    assert code == 0, out
+    assert "test is successful" in out
+    ngx = run_sglang_conf(start=False)           # without the variable too
+    code, out = ngx.test_config()
+    assert code == 0, out
+
+
+def test_session_life_against_sglang(run_sglang_conf, sglang):
+    ngx = run_sglang_conf(env={CREATE_ENV: CAPACITY})
+
+    # NEW_SESSION -> POST /open_session {"capacity_of_str_len": 1024} -> "<32 hex>"
+    r = ngx.request({"requestType": "NEW_SESSION"}, {"Content-Type": "application/json"})
+    assert r.status == 200, r
+    sid = r.header(NEW_SESSION)
+    assert HEX32.match(sid), r
+    assert r.body == f"Successfully created session: {sid}".encode()
+    assert sglang.sessions == {sid: 1024}
+    opened = sglang.to("/open_session")
+    assert len(opened) == 1
+    assert opened[0]["method"] == "POST"
+    assert opened[0]["headers"]["content-type"] == "application/json"
+    assert json.loads(opened[0]["body"]) == {"capacity_of_str_len": 1024}
+
+    # invocations -> /generate with the id at session_params.id
+    prompt = {"text": "The capital of France is", "sampling_params": {"max_new_tokens": 8}}
+    r = ngx.request(prompt, {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 200, r
+    answer = r.json()
+    assert answer["meta_info"]["session_id"] == sid
+    assert answer["received"] == {**prompt, "session_params": {"id": sid}}
+    assert sglang.last["path"] == "/generate"
+
+    r = ngx.request({"text": " Paris.", "session_params": {"rid": answer["meta_info"]["id"], "offset": -1}},
+                    {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 200, r
+    assert r.json()["received"]["session_params"] == {"rid": answer["meta_info"]["id"], "offset": -1, "id": sid}
+
+    # CLOSE -> POST /close_session {"session_id": sid} -> 200, empty body
+    r = ngx.request({"requestType": "CLOSE"}, {SESSION: sid})
+    assert r.status == 200, r
+    assert r.header(CLOSED_SESSION) == sid
+    assert r.body == f"Successfully closed session: {sid}".encode()
+    closed = sglang.to("/close_session")
+    assert len(closed) == 1
+    assert closed[0]["headers"]["content-type"] == "application/json"
+    assert json.loads(closed[0]["body"]) == {"session_id": sid}
+    assert sglang.sessions == {}
+
+    # SGLang answers 200 to closing an id it does not know: so does nginx
+    r = ngx.request({"requestType": "CLOSE"}, {SESSION: sid})
+    assert r.status == 200, r
+    assert r.header(CLOSED_SESSION) == sid
+
+    # the engine owns its sessions: nginx passes the closed id, SGLang refuses it
+    r = ngx.request(prompt, {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 400, r
+    assert r.json() == {"error": {"message": f"Invalid request: session id {sid} does not exist"}}
+    store = os.path.join(ngx.dir, "sessions")
+    assert not os.path.isdir(store) or os.listdir(store) == [], "nginx kept sessions of its own"
+
+
+def test_two_sessions_are_independent(run_sglang_conf, sglang):
+    ngx = run_sglang_conf(env={CREATE_ENV: '{"body.capacity_of_str_len": 4096}'})
+    ids = []
+    for _ in range(2):
+        r = ngx.request({"requestType": "NEW_SESSION"})
+        assert r.status == 200, r
+        ids.append(r.header(NEW_SESSION))
+    assert ids[0] != ids[1]
+    assert sglang.sessions == {ids[0]: 4096, ids[1]: 4096}
+    assert ngx.request({"requestType": "CLOSE"}, {SESSION: ids[0]}).status == 200
+    assert sglang.sessions == {ids[1]: 4096}
+    r = ngx.request({"text": "x"}, {SESSION: ids[1], "Content-Type": "application/json"})
+    assert r.status == 200, r
+    assert r.json()["received"]["session_params"] == {"id": ids[1]}
+
+
+def test_without_the_env_variable_sglang_422_reaches_the_client_unchanged(run_sglang_conf, sglang):
+    ngx = run_sglang_conf()
+    r = ngx.request({"requestType": "NEW_SESSION"})
+    expected = {"detail": [{"type": "missing", "loc": ["body", "capacity_of_str_len"],
+                            "msg": "Field required", "input": {}}]}
+    assert r.status == 422, r
+    assert r.header("Content-Type") == "application/json"
+    assert r.json() == expected
+    opened = sglang.to("/open_session")
+    assert len(opened) == 1 and json.loads(opened[0]["body"]) == {}
+    # byte for byte what SGLang sent
+    status, headers, body = call_asgi(sglang.app, "POST", "/open_session", "",
+                                      [("content-type", "application/json")], b"{}")
+    assert (r.status, r.body) == (status, body)
+    assert r.header(NEW_SESSION) is None
+    assert sglang.sessions == {}
+
+
+def test_capacity_that_is_not_an_int_422_reaches_the_client(run_sglang_conf, sglang):
+    ngx = run_sglang_conf(env={CREATE_ENV: '{"body.capacity_of_str_len": "lots"}'})
+    r = ngx.request({"requestType": "NEW_SESSION"})
+    assert r.status == 422, r
+    assert r.header("Content-Type") == "application/json"
+    assert r.json() == {"detail": [{
+        "type": "int_parsing", "loc": ["body", "capacity_of_str_len"],
+        "msg": "Input should be a valid integer, unable to parse string as an integer",
+        "input": "lots"}]}
+
+
+def test_ping_reaches_sglang_health(run_sglang_conf, sglang):
+    ngx = run_sglang_conf(env={CREATE_ENV: CAPACITY})
+    r = ngx.request(b"", method="GET", path="/ping")
+    assert r.status == 200, r
+    assert sglang.last["path"] == "/health"
+
+
+def test_sglang_session_endpoints_are_not_reachable_directly(run_sglang_conf, sglang):
+    ngx = run_sglang_conf(env={CREATE_ENV: CAPACITY})
+    for path in ("/sglang/open_session", "/sglang/close_session"):
+        r = ngx.request({"capacity_of_str_len": 1, "session_id": "x"}, path=path)
+        assert r.status == 404, (path, r)
+    assert sglang.count() == 0
