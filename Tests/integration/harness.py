@@ -407,3 +407,21 @@ def new_session(ngx):
 
 def close_session(ngx, sid):
     return ngx.request({"requestType": "CLOSE"}, {SESSION: sid})
+
+
+def detail(r):
+    """The detail of a FastAPI-style JSON error answer."""
+    assert r.header("Content-Type") == "application/json", r
+    body = r.json()
+    assert list(body) == ["detail"], r
+    return body["detail"]
+
+
+def assert_emerg(result, *words):
+    """`nginx -t` failed with an [emerg] line holding every word."""
+    code, out = result
+    assert code != 0, out
+    line = next((l for l in out.splitlines() if "[emerg]" in l), None)
+    assert line, out
+    for w in words:
+        assert w in line, (w, line)

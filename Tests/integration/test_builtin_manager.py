@@ -5,17 +5,11 @@ import os
 import re
 import time
 
-from harness import (CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
+from harness import (detail, CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
                      new_session)
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
-
-def detail(r):
-    assert r.header("Content-Type") == "application/json", r
-    body = r.json()
-    assert list(body) == ["detail"], r
-    return body["detail"]
 
 
 def test_new_session_creates_a_session_with_expiry(ngx, engine):

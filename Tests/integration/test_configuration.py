@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import MODULE, NGINX, ROOT, SESSION, Nginx, close_session, new_session, workdir
+from harness import assert_emerg, MODULE, NGINX, ROOT, SESSION, Nginx, close_session, new_session, workdir
 
 
 def expires_in(ngx):
@@ -105,14 +105,6 @@ def nginx_t(http="", location="sagemaker_session_manager;", env=None):
     n = Nginx(1, http=http, location=location, env=env, sessions=False)
     return n.test_config()
 
-
-def assert_emerg(result, *words):
-    code, out = result
-    assert code != 0, out
-    line = next((l for l in out.splitlines() if "[emerg]" in l), None)
-    assert line, out
-    for w in words:
-        assert w in line, (w, line)
 
 
 def test_good_config_passes_nginx_t():

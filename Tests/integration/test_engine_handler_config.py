@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness import Nginx
+from harness import assert_emerg, Nginx
 
 CREATE_ENV = "SAGEMAKER_TRANSFORMS_CREATE_SESSION_DEFAULTS"
 CLOSE_ENV = "SAGEMAKER_TRANSFORMS_CLOSE_SESSION_DEFAULTS"
@@ -27,14 +27,6 @@ def assert_ok(result):
     assert code == 0, out
     assert "test is successful" in out, out
 
-
-def assert_emerg(result, *words):
-    code, out = result
-    assert code != 0, out
-    line = next((l for l in out.splitlines() if "[emerg]" in l), None)
-    assert line, out
-    for w in words:
-        assert w in line, (w, line)
 
 
 def q(value):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from harness import (CLOSED_SESSION, NEW_SESSION, SESSION, Reply, free_port,
+from harness import (detail, CLOSED_SESSION, NEW_SESSION, SESSION, Reply, free_port,
                      raw_request)
 
 CREATE = "/engine/create_session"
@@ -36,12 +36,6 @@ def start(start_nginx, create="body.session_id", close="body.session_id", extra=
           manager="sagemaker_session_manager;", server=INTERNAL, **kw):
     return start_nginx(location=handlers(create, close, manager) + " " + extra, server=server, **kw)
 
-
-def detail(r):
-    assert r.header("Content-Type") == "application/json", r
-    body = r.json()
-    assert list(body) == ["detail"], r
-    return body["detail"]
 
 
 def create_ok(ngx, sid):
