@@ -1577,7 +1577,10 @@ ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle)
 }
 
 
-/* one worker sweeps expired sessions, in small steps on a timer */
+/*
+ * every worker keeps its own inotify-checked cache of sessions; one worker
+ * sweeps expired sessions, in small steps on a timer
+ */
 
 static ngx_int_t
 ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
@@ -1589,14 +1592,16 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_worker != 0) {
-        return NGX_OK;
-    }
-
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                         ngx_http_sagemaker_sessions_module);
 
     if (smcf == NULL || smcf->store == NULL) {
+        return NGX_OK;
+    }
+
+    sms_store_worker_init(smcf->store);
+
+    if (ngx_worker != 0) {
         return NGX_OK;
     }
 

@@ -129,6 +129,11 @@ void *sms_location_create(void *inject_path, void *create_path,
 void sms_release(void *handle);
 
 
+/* worker process start */
+
+void sms_store_worker_init(void *store);
+
+
 /* request time (worker processes); return 0, or -1 if out of memory */
 
 int sms_decide(void *store, void *location, const sms_request_t *req,

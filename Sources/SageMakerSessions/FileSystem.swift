@@ -75,8 +75,9 @@ enum FileSystem {
                 if errno == EINTR { continue }
                 throw .current
             }
-            if n == 0 { break }
             total += n
+            // a regular file gives all it has at once: a short read is its end
+            if n == 0 || total <= limit { break }
         }
         if total > limit { throw SystemError(EFBIG) }
         out.removeSubrange(total...)

@@ -11,6 +11,7 @@ public final class SessionStore {
     public let root: String
     public let expiration: Int64
     let sweep: ExpirySweep
+    let cache: SessionCache
 
     /// Entries named like this are work in progress, never sessions.
     static let creatingPrefix = ".new-"
@@ -20,6 +21,12 @@ public final class SessionStore {
         self.root = root
         self.expiration = expiration
         self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration))
+        self.cache = SessionCache(root: root)
+    }
+
+    /// Called in each worker process: turns on the inotify-kept cache.
+    public func startWorker() {
+        cache.start()
     }
 
     public struct Created: Equatable {
@@ -54,7 +61,13 @@ public final class SessionStore {
     /// reported as expired to this caller and as not found to later ones.
     public func lookup(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
         guard SessionID.isCanonical(id) else { return .notFound }
-        guard let expiresAt = try expiration(of: id) else { return .notFound }
+        var known = cache.expiration(of: id)
+        if known == nil {
+            known = try cache.remember(id, directory: directory(of: id)) { () throws(SystemError) -> Double? in
+                try self.expiration(of: id)
+            }
+        }
+        guard let expiresAt = known else { return .notFound }
         if now > expiresAt {
             retire(id)
             return .expired
@@ -76,6 +89,7 @@ public final class SessionStore {
         case .valid: break
         }
         let gone = removingName(for: id)
+        cache.forget(id)
         do {
             try FileSystem.rename(directory(of: id), gone)
         } catch {
@@ -102,6 +116,7 @@ public final class SessionStore {
     /// Takes a session out of sight, then removes its files; a failure to
     /// remove leaves a dot-entry that the sweep finishes later.
     func retire(_ id: String) {
+        cache.forget(id)
         let gone = removingName(for: id)
         guard (try? FileSystem.rename(directory(of: id), gone)) != nil else { return }
         try? FileSystem.removeTree(gone)

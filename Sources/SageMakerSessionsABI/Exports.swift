@@ -170,6 +170,11 @@ public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int3
     return write(decision, to: output) { alloc(pool, $0) }
 }
 
+@_cdecl("sms_store_worker_init")
+public func sms_store_worker_init(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.startWorker()
+}
+
 @_cdecl("sms_sweep_step")
 public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
     object(store, as: SessionStore.self)?.sweepStep() ?? 60_000

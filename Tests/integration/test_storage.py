@@ -132,3 +132,22 @@ def test_requests_do_not_scan_the_sessions_directory(start_nginx):
             assert ngx.request({"p": 1}, {SESSION: sid}).status == 200
     finally:
         os.chmod(ngx.sessions_path, 0o755)
+
+
+def test_workers_caches_follow_the_files_at_once(start_nginx):
+    """Every worker has seen the session (and cached it); another process
+    then rewrites its expiry into the past, or removes it: the very next
+    request, whichever worker takes it, is refused."""
+    ngx = start_nginx(workers=3, listen="reuseport")
+    for change in ("rewrite", "remove"):
+        sid = new_session(ngx)
+        for _ in range(12):
+            assert ngx.request({"p": 1}, {SESSION: sid}).status == 200
+        session = Session(sid, ngx.sessions_path)
+        if change == "rewrite":
+            session.put(".expiration_ts", time.time() - 1)
+        else:
+            session.remove()
+        for _ in range(12):
+            r = ngx.request({"p": 1}, {SESSION: sid})
+            assert r.status == 400, (change, r)

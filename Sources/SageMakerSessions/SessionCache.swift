@@ -1,0 +1,159 @@
+import Glibc
+
+/// Expiry times this worker has already read, kept honest by inotify so that
+/// the files stay the only truth: every change to a cached session's
+/// directory or `.expiration_ts`, by any process, is queued by the kernel in
+/// the very system call that makes it, and the queue is drained before each
+/// answer. A valid session thus costs one `read` that finds nothing, instead
+/// of opening and parsing its file.
+///
+/// Bounded: at most `capacity` sessions (and inotify watches) per worker.
+final class SessionCache {
+    let capacity: Int
+    private let root: String
+    private var fd: Int32 = -1
+    private var rootWatch: Int32 = -1
+    private var entries: [String: (expiresAt: Double, watch: Int32)] = [:]
+    private var watched: [Int32: String] = [:]
+    private var order: [String] = []
+    private var next = 0
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+
+    static let sessionEvents = UInt32(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE
+        | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
+    static let rootEvents = UInt32(IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF
+        | IN_ONLYDIR | IN_DONT_FOLLOW)
+
+    init(root: String, capacity: Int = 4096) {
+        self.root = root
+        self.capacity = capacity
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    /// In the worker process, once; without it the cache stays off.
+    func start() {
+        guard fd < 0 else { return }
+        fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        watchRoot()
+    }
+
+    var isOn: Bool { fd >= 0 && rootWatch >= 0 }
+
+    private func watchRoot() {
+        guard fd >= 0 else { return }
+        rootWatch = inotify_add_watch(fd, root, SessionCache.rootEvents)
+    }
+
+    /// The cached expiry of `id`, after every change so far has been applied.
+    func expiration(of id: String) -> Double? {
+        drain()
+        return entries[id]?.expiresAt
+    }
+
+    /// Watches the session's directory, then reads it with `read`: a change
+    /// made after the read is seen, one made before is read.
+    func remember(_ id: String, directory: String, read: () throws(SystemError) -> Double?) throws(SystemError) -> Double? {
+        guard isOn else { return try read() }
+        let watch = inotify_add_watch(fd, directory, SessionCache.sessionEvents)
+        guard watch >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            return try read()  // out of watches: still correct, just not cached
+        }
+        let value: Double?
+        do {
+            value = try read()
+        } catch {
+            inotify_rm_watch(fd, watch)
+            throw error
+        }
+        guard let value else {
+            inotify_rm_watch(fd, watch)
+            return nil
+        }
+        drain()  // a change between the watch and now must not be cached
+        if watched[watch] == nil, entries[id] == nil || entries[id]?.watch == watch {
+            insert(id, value, watch)
+        }
+        return value
+    }
+
+    func forget(_ id: String) {
+        guard let entry = entries.removeValue(forKey: id) else { return }
+        watched[entry.watch] = nil
+        inotify_rm_watch(fd, entry.watch)
+    }
+
+    private func insert(_ id: String, _ expiresAt: Double, _ watch: Int32) {
+        if entries.count >= capacity { evictOne() }
+        entries[id] = (expiresAt, watch)
+        watched[watch] = id
+        if order.count < capacity {
+            order.append(id)
+        } else {
+            order[next] = id
+            next = (next + 1) % capacity
+        }
+    }
+
+    private func evictOne() {
+        for _ in 0..<order.count {
+            let victim = order[next]
+            if entries[victim] != nil {
+                forget(victim)
+                return
+            }
+            next = (next + 1) % order.count
+        }
+    }
+
+    private func clear() {
+        for (_, entry) in entries { inotify_rm_watch(fd, entry.watch) }
+        entries.removeAll()
+        watched.removeAll()
+    }
+
+    /// Applies every queued change.
+    func drain() {
+        guard fd >= 0 else { return }
+        if rootWatch < 0 { watchRoot() }
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return }  // EAGAIN: nothing changed
+            buffer.withUnsafeBytes { raw in apply(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
+        }
+    }
+
+    private func apply(_ events: UnsafeRawBufferPointer) {
+        let header = MemoryLayout<inotify_event>.size
+        var offset = 0
+        while offset + header <= events.count {
+            let wd = events.load(fromByteOffset: offset, as: Int32.self)
+            let mask = events.load(fromByteOffset: offset + 4, as: UInt32.self)
+            let len = Int(events.load(fromByteOffset: offset + 12, as: UInt32.self))
+            let nameBytes = events[(offset + header)..<min(offset + header + len, events.count)]
+            let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+            offset += header + len
+
+            if mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                clear()
+            } else if wd == rootWatch {
+                if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
+                    clear()
+                    rootWatch = -1
+                } else {
+                    forget(name)
+                }
+            } else if let id = watched[wd] {
+                if mask & UInt32(IN_IGNORED) != 0 {
+                    entries[id] = nil
+                    watched[wd] = nil
+                } else if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 || name == ".expiration_ts" {
+                    forget(id)
+                }
+            }
+        }
+    }
+}

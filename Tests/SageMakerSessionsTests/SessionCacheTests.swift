@@ -1,0 +1,100 @@
+import Glibc
+import XCTest
+@testable import SageMakerSessions
+
+final class SessionCacheTests: TempDirectoryTestCase {
+    let t0: Double = 1_700_000_000
+
+    func startedStore() -> SessionStore {
+        let store = SessionStore(root: root, expiration: 1200)
+        store.startWorker()
+        return store
+    }
+
+    func writeExpiry(_ id: String, _ value: String) {
+        XCTAssertTrue(TestFS.write(root + "/" + id + "/.expiration_ts", value))
+    }
+
+    func testAValidSessionIsServedFromTheCacheUntilItsFileChanges() throws {
+        let store = startedStore()
+        XCTAssertTrue(store.cache.isOn)
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        XCTAssertEqual(store.cache.expiration(of: created.id), created.expiresAt)
+        // another process moves the expiry into the past: seen at once
+        writeExpiry(created.id, "\(t0 - 1)")
+        XCTAssertNil(store.cache.expiration(of: created.id))
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .expired)
+    }
+
+    func testRemovalByAnotherProcessIsSeenAtOnce() throws {
+        let store = startedStore()
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        TestFS.removeTree(root + "/" + created.id)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .notFound)
+    }
+
+    func testRenameAwayAndBackIsReadAgain() throws {
+        let store = startedStore()
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        XCTAssertEqual(rename(root + "/" + created.id, root + "/elsewhere"), 0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .notFound)
+        writeExpiry("elsewhere", "\(t0 + 5)")
+        XCTAssertEqual(rename(root + "/elsewhere", root + "/" + created.id), 0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: t0 + 5))
+    }
+
+    func testOtherKeysOfTheEngineDoNotEvict() throws {
+        let store = startedStore()
+        let created = try store.create(now: t0)
+        _ = try store.lookup(created.id, now: t0)
+        XCTAssertTrue(TestFS.write(root + "/" + created.id + "/history", "[1,2]"))
+        XCTAssertEqual(store.cache.expiration(of: created.id), created.expiresAt)
+    }
+
+    func testClosingForgets() throws {
+        let store = startedStore()
+        let created = try store.create(now: t0)
+        _ = try store.lookup(created.id, now: t0)
+        XCTAssertEqual(try store.close(created.id, now: t0), .closed)
+        XCTAssertNil(store.cache.expiration(of: created.id))
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .notFound)
+    }
+
+    func testCapacityBoundsTheCache() throws {
+        let store = SessionStore(root: root, expiration: 1200)
+        let cache = SessionCache(root: root, capacity: 3)
+        cache.start()
+        var ids: [String] = []
+        for _ in 0..<5 { ids.append(try store.create(now: t0).id) }
+        for id in ids {
+            _ = try cache.remember(id, directory: store.directory(of: id)) { () throws(SystemError) in
+                try store.expiration(of: id)
+            }
+        }
+        let cached = ids.filter { cache.expiration(of: $0) != nil }
+        XCTAssertEqual(cached, Array(ids.suffix(3)))
+    }
+
+    func testMissingSessionIsNotCached() throws {
+        let store = startedStore()
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+        XCTAssertEqual(try store.lookup(id, now: t0), .notFound)
+        XCTAssertTrue(TestFS.mkdir(root + "/" + id))
+        writeExpiry(id, "\(t0 + 60)")
+        XCTAssertEqual(try store.lookup(id, now: t0), .valid(expiresAt: t0 + 60))
+    }
+
+    func testRemovingTheRootClearsAndTurnsTheCacheOff() throws {
+        let store = startedStore()
+        let created = try store.create(now: t0)
+        _ = try store.lookup(created.id, now: t0)
+        TestFS.removeTree(root)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .notFound)
+        XCTAssertTrue(TestFS.mkdir(root))
+        let again = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(again.id, now: t0), .valid(expiresAt: again.expiresAt))
+    }
+}
