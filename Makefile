@@ -3,6 +3,8 @@
 #   make          build build/ngx_http_sagemaker_sessions_module.so
 #   make run      start nginx with the module in front of a demo engine
 #   make test     Swift unit tests, then integration tests against real nginx
+#   make bench    the module's cost per request, against plain nginx and the
+#                 Python library (writes bench/results.md)
 #
 # Every target installs the system packages it needs when they are missing.
 
@@ -24,7 +26,7 @@ PIP_PACKAGES   := pytest model-hosting-container-standards==0.1.16
 SWIFT_SOURCES  := Package.swift $(shell find Sources CInterop -type f 2>/dev/null)
 SHIM_SOURCES   := nginx/config nginx/$(MODULE).c
 
-.PHONY: all build deps apt-deps pip-deps unit integration test run clean
+.PHONY: all build deps apt-deps pip-deps bench-deps unit integration test run bench clean
 
 all: build
 
@@ -71,6 +73,13 @@ test: deps unit integration
 
 run: build pip-deps
 	$(PYTHON) Tests/integration/demo.py
+
+bench-deps: pip-deps
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	@$(PYTHON) -c "import uvicorn" 2>/dev/null || $(PYTHON) -m pip install -q --root-user-action=ignore uvicorn
+
+bench: build bench-deps
+	$(PYTHON) bench/bench.py
 
 clean:
 	rm -rf $(BUILD) .build

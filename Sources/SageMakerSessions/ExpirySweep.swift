@@ -7,8 +7,8 @@ final class ExpirySweep {
     /// Entries examined per tick, and the pause between ticks of one pass.
     static let batch = 64
     static let tickMs: UInt64 = 1
-    /// Dot-entries and directories without `.expiration_ts` younger than this
-    /// may belong to a create in progress (ours, or the Python library's).
+    /// Directories without `.expiration_ts` younger than this may belong to
+    /// a create in progress (ours, or the Python library's).
     static let grace: Double = 60
 
     let interval: Double
@@ -62,11 +62,8 @@ final class ExpirySweep {
             } else if isStale(store.directory(of: name), now: now) {
                 store.retire(name)
             }
-        } else if name.hasPrefix(SessionStore.creatingPrefix) || name.hasPrefix(SessionStore.removingPrefix) {
-            let path = store.root + "/" + name
-            if name.hasPrefix(SessionStore.removingPrefix) || isStale(path, now: now) {
-                try? FileSystem.removeTree(path)
-            }
+        } else if name.hasPrefix(SessionStore.removingPrefix) {
+            try? FileSystem.removeTree(store.root + "/" + name)
         }
     }
 

@@ -4,17 +4,16 @@ import Glibc
 /// `root`, holding `.expiration_ts` and one JSON file per key. The files are
 /// the only truth, shared by every worker, every reload and the engine.
 ///
-/// A session appears and disappears with one `rename`, so no reader ever sees
-/// half of one: it is written under a dot-name first and renamed into place,
-/// and it is renamed out of place before its files are removed.
+/// No reader ever sees half a session: one is a session only once its
+/// `.expiration_ts` is written, and it is renamed out of place (one atomic
+/// step, which decides races between closes) before its files are removed.
 public final class SessionStore {
     public let root: String
     public let expiration: Int64
     let sweep: ExpirySweep
     let cache: SessionCache
 
-    /// Entries named like this are work in progress, never sessions.
-    static let creatingPrefix = ".new-"
+    /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"
 
     public init(root: String, expiration: Int64) {
@@ -42,16 +41,18 @@ public final class SessionStore {
 
     public func directory(of id: String) -> String { root + "/" + id }
 
+    /// The directory appears first and counts as a session only once its
+    /// `.expiration_ts` is there: a reader in between finds no session, and a
+    /// create cut short leaves an empty directory that the sweep removes.
     public func create(now: Double = WallClock.now(), id: String = SessionID.generate()) throws(SystemError) -> Created {
         let expiresAt = now + Double(expiration)
-        let staging = root + "/" + SessionStore.creatingPrefix + id
-        try FileSystem.makeDirectory(staging)
+        let directory = directory(of: id)
+        try FileSystem.makeDirectory(directory)
         do {
-            try FileSystem.createFile(staging + "/.expiration_ts",
+            try FileSystem.createFile(directory + "/.expiration_ts",
                                       bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
-            try FileSystem.rename(staging, directory(of: id))
         } catch {
-            try? FileSystem.removeTree(staging)
+            try? FileSystem.removeTree(directory)
             throw error
         }
         return Created(id: id, expiresAt: expiresAt)

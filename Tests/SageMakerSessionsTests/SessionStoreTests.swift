@@ -31,7 +31,7 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertTrue(TestFS.isDirectory(root + "/" + created.id))
         XCTAssertEqual(TestFS.entries(root + "/" + created.id), [".expiration_ts"])
         XCTAssertEqual(TestFS.read(root + "/" + created.id + "/.expiration_ts"), "1700001200.250000")
-        // No staging or removal entries left behind.
+        // No removal entries left behind.
         XCTAssertEqual(TestFS.entries(root), [created.id])
     }
 
@@ -230,8 +230,6 @@ final class SessionStoreTests: TempDirectoryTestCase {
         writeByHand(noTimestamp, expirationText: nil)
         let gone = ".gone-" + valid.id + "-abc"
         writeByHand(gone, expirationText: "1e12", extraFiles: ["k": "1"])
-        let staging = ".new-" + expired.id
-        writeByHand(staging, expirationText: nil)
         XCTAssertTrue(TestFS.mkdir(root + "/unrelated"))
         XCTAssertTrue(TestFS.write(root + "/.hidden", "x"))
 
@@ -244,14 +242,12 @@ final class SessionStoreTests: TempDirectoryTestCase {
     func testSweepKeepsFreshWorkInProgressButRemovesGoneEntries() throws {
         let s = store()
         let now = WallClock.now()
-        let staging = ".new-11111111-2222-4333-8444-555555555555"
-        writeByHand(staging, expirationText: nil)
         let noTimestamp = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
         writeByHand(noTimestamp, expirationText: nil)
         writeByHand(".gone-aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee-1", expirationText: "1")
         XCTAssertTrue(TestFS.write(root + "/.gone-file", "x"))
         _ = sweepUntilPassEnds(s, now: now)
-        XCTAssertEqual(TestFS.entries(root), [staging, noTimestamp].sorted())
+        XCTAssertEqual(TestFS.entries(root), [noTimestamp])
     }
 
     func testSweepWaitsBetweenPasses() throws {

@@ -1,0 +1,420 @@
+"""`make bench`: the module's cost per request, side by side with plain nginx
+and with the Python library it replaces, on loopback.
+
+Every figure comes from wrk runs made back to back; ratios are taken against
+the plain proxy_pass run made right before, since this machine's absolute
+speed drifts. Every process started here is stopped by pid at the end.
+"""
+
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MODULE = os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
+DURATION = int(os.environ.get("BENCH_SECONDS", "3"))
+CONNECTIONS = 32
+# nginx's natural deployment: workers share every session through the files
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+BODY = '{"prompt":"hello","max_tokens":16}'
+SESSION = "X-Amzn-SageMaker-Session-Id"
+
+started = []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args} exited")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start(args, port, env=None):
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started.append(proc)
+    wait_port(port, proc)
+    return proc
+
+
+def stop_all():
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+ENGINE = """
+worker_processes 1;
+daemon off;
+pid {dir}/engine.pid;
+error_log {dir}/engine.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/json;
+            return 200 '{{"generated_text":"hello"}}';
+        }}
+    }}
+}}
+"""
+
+FRONT = """
+load_module {module};
+worker_processes {workers};
+daemon off;
+pid {dir}/front.pid;
+error_log {dir}/front.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    client_max_body_size 4m;
+    client_body_buffer_size 2m;
+    sagemaker_sessions on;
+    sagemaker_sessions_path {sessions};
+    sagemaker_sessions_expiration {expiration};
+    upstream engine {{
+        server 127.0.0.1:{engine};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /ceiling {{
+            default_type application/json;
+            return 200 '{{"generated_text":"hello"}}';
+        }}
+        location = /plain {{
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://engine;
+        }}
+        location = /invocations {{
+            sagemaker_session_manager;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://engine;
+        }}
+        location = /inject {{
+            sagemaker_session_manager session_id_path=session_id;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://engine;
+        }}
+    }}
+}}
+"""
+
+PYTHON_APP = """
+from fastapi import FastAPI, Request
+from model_hosting_container_standards.sagemaker import stateful_session_manager
+
+app = FastAPI()
+
+
+@app.post("/invocations")
+@stateful_session_manager()
+async def invocations(request: Request):
+    return {"generated_text": "hello"}
+"""
+
+# wrk scripts: a body, an optional session header, or NEW_SESSION/CLOSE cycles
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+%s
+"""
+
+CYCLE_LUA = """
+local ids = {}
+request = function()
+  local id = table.remove(ids)
+  if id then
+    return wrk.format("POST", "/invocations",
+      {["Content-Type"] = "application/json", ["X-Amzn-SageMaker-Session-Id"] = id},
+      '{"requestType":"CLOSE"}')
+  end
+  return wrk.format("POST", "/invocations", {["Content-Type"] = "application/json"},
+    '{"requestType":"NEW_SESSION"}')
+end
+response = function(status, headers, body)
+  local h = headers["X-Amzn-SageMaker-New-Session-Id"] or headers["x-amzn-sagemaker-new-session-id"]
+  if h then table.insert(ids, (string.match(h, "^([^;]+)"))) end
+end
+"""
+
+
+def script(dir, name, text):
+    path = os.path.join(dir, name + ".lua")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def wrk(url, lua, seconds=DURATION, connections=CONNECTIONS):
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua, url],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        lat[pct] = float(value) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"),
+            "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def populate(path, count, expires_at):
+    """Live (or expired) sessions in the Python library's format, owned by
+    nginx's worker user as the sessions it makes are."""
+    os.makedirs(path, exist_ok=True)
+    ts = json.dumps(expires_at)
+    uid, gid = (pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid) if os.geteuid() == 0 else (-1, -1)
+    for _ in range(count):
+        d = os.path.join(path, str(uuid.uuid4()))
+        os.mkdir(d)
+        with open(os.path.join(d, ".expiration_ts"), "w") as f:
+            f.write(ts)
+        if uid >= 0:
+            os.chown(d, uid, gid)
+            os.chown(os.path.join(d, ".expiration_ts"), uid, gid)
+
+
+def clear(path):
+    for name in os.listdir(path):
+        shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+
+
+def new_session(port, path="/invocations"):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("POST", path, body='{"requestType":"NEW_SESSION"}')
+    r = c.getresponse()
+    r.read()
+    value = r.getheader("X-Amzn-SageMaker-New-Session-Id")
+    c.close()
+    return value.split(";")[0]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def dir_bytes(path):
+    out = subprocess.run(["du", "-sb", path], capture_output=True, text=True).stdout
+    return int(out.split()[0])
+
+
+def fmt(v, digits=0):
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def main():
+    if not os.path.exists(MODULE):
+        sys.exit(f"{MODULE} is missing: run `make build`")
+    work = tempfile.mkdtemp(prefix="sms-bench-")
+    os.chmod(work, 0o755)
+    shm = tempfile.mkdtemp(prefix="sms-bench-", dir="/dev/shm")
+    os.chmod(shm, 0o755)
+    sessions = os.path.join(shm, "sessions")
+    pysessions = os.path.join(shm, "python")
+    rows = []
+    notes = []
+    try:
+        engine_port, front_port, py_port = free_port(), free_port(), free_port()
+        with open(os.path.join(work, "engine.conf"), "w") as f:
+            f.write(ENGINE.format(dir=work, port=engine_port))
+        start(["nginx", "-p", work, "-c", os.path.join(work, "engine.conf"), "-e", os.path.join(work, "engine.log")],
+              engine_port)
+
+        def front(expiration="20m", workers=WORKERS):
+            conf = os.path.join(work, "front.conf")
+            with open(conf, "w") as f:
+                f.write(FRONT.format(module=MODULE, workers=workers, dir=work, sessions=sessions,
+                                     expiration=expiration, engine=engine_port, port=front_port))
+            return start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], front_port)
+
+        os.makedirs(sessions, exist_ok=True)
+        master = front()
+        workers = children(master.pid)
+        base = f"http://127.0.0.1:{front_port}"
+        plain_lua = script(work, "plain", POST_LUA % (BODY, ""))
+        cycle_lua = script(work, "cycle", CYCLE_LUA)
+        new_lua = script(work, "new", POST_LUA % ('{"requestType":"NEW_SESSION"}', ""))
+
+        def measure(name, url, lua, live, ratio_to="plain", reference=None):
+            ref = reference or wrk(base + "/plain", plain_lua)
+            got = wrk(url, lua)
+            rows.append({"name": name, "live": live, **got, "ref": ref, "ratio_to": ratio_to})
+            print(f"{name:<44} {live:>7} {got['rps']:>10,.0f} req/s  p50 {fmt(got['p50'])} us  "
+                  f"p99 {fmt(got['p99'])} us  ×{got['rps'] / ref['rps']:.3f} {ratio_to}", flush=True)
+            return got
+
+        print(f"module {MODULE} ({os.path.getsize(MODULE):,} bytes); wrk {DURATION}s, 1 thread, "
+              f"{CONNECTIONS} connections; {WORKERS} nginx workers in front, 1 behind\n", flush=True)
+        ceiling = wrk(base + "/ceiling", plain_lua)
+        rows.append({"name": "nginx return 200 (ceiling)", "live": 0, **ceiling, "ref": None, "ratio_to": None})
+        rss_before = sum(rss_kb(w) for w in workers)
+
+        for live in (0, 10_000, 100_000):
+            if live:
+                clear(sessions)
+                populate(sessions, live, time.time() + 3600)
+            sid = new_session(front_port)
+            sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+            plain = wrk(base + "/plain", plain_lua)
+            if live == 0:
+                rows.append({"name": "plain proxy_pass (baseline)", "live": 0, **plain, "ref": plain,
+                             "ratio_to": "plain"})
+            measure("module, invocation without session header", base + "/invocations", plain_lua, live,
+                    reference=plain)
+            measure("module, invocation with valid session", base + "/invocations", sess_lua, live)
+            measure("module, valid session + body injection", base + "/inject", sess_lua, live)
+            new = measure("module, NEW_SESSION", base + "/invocations", new_lua, live)
+            cycle = measure("module, NEW_SESSION + CLOSE cycles", base + "/invocations", cycle_lua, live)
+            rows[-1]["cycles"] = cycle["rps"] / 2
+            if live == 100_000:
+                notes.append(("rss", rss_before, sum(rss_kb(w) for w in workers)))
+            clear(sessions)
+
+        # the Python library, same requests
+        app_dir = os.path.join(work, "app")
+        os.makedirs(app_dir)
+        with open(os.path.join(app_dir, "app.py"), "w") as f:
+            f.write(PYTHON_APP)
+        os.makedirs(pysessions, exist_ok=True)
+        env = dict(os.environ, SAGEMAKER_ENABLE_STATEFUL_SESSIONS="true", SAGEMAKER_SESSIONS_PATH=pysessions,
+                   PYTHONPATH=app_dir)
+        start([sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(py_port),
+               "--log-level", "warning"], py_port, env=env)
+        py = f"http://127.0.0.1:{py_port}"
+        py_rows = {}
+        for live in (0, 10_000):
+            psid = new_session(py_port)
+            psess_lua = script(work, "psess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{psid}"'))
+            if live:
+                # the library only knows sessions it made: make them through it
+                for _ in range(live):
+                    new_session(py_port)
+            for name, lua in (("invocation without session header", plain_lua),
+                              ("invocation with valid session", psess_lua),
+                              ("NEW_SESSION", new_lua), ("NEW_SESSION + CLOSE cycles", cycle_lua)):
+                got = measure(f"Python library, {name}", py + "/invocations", lua, live)
+                py_rows[(name, live)] = got
+
+        # expiry sweeping under load: 100k expired sessions, swept while measured
+        stop_front = started.pop(started.index(master))
+        stop_front.send_signal(signal.SIGQUIT)
+        stop_front.wait(timeout=20)
+        clear(sessions)
+        populate(sessions, 100_000, time.time() - 10)
+        master = front(expiration="10s")
+        sid = new_session(front_port)
+        sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+        time.sleep(0.8)
+        before = len(os.listdir(sessions))
+        swept = measure("module, valid session while 100k expired are swept", base + "/invocations",
+                        sess_lua, 100_000)
+        after = len(os.listdir(sessions))
+        notes.append(("sweep", before, after, swept))
+
+        # storage per session
+        clear(sessions)
+        empty = dir_bytes(sessions)
+        populate(sessions, 1000, time.time() + 3600)
+        notes.append(("shm", (dir_bytes(sessions) - empty) / 1000))
+        clear(sessions)
+    finally:
+        stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(shm, ignore_errors=True)
+    report(rows, notes, py_rows)
+
+
+def report(rows, notes, py_rows):
+    lines = ["| run | live sessions | req/s | p50 µs | p99 µs | ratio |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["ref"] is None:
+            ratio = ""
+        else:
+            ratio = f"{r['rps'] / r['ref']['rps']:.3f} × plain"
+        lines.append(f"| {r['name']} | {r['live']:,} | {r['rps']:,.0f} | {fmt(r['p50'])} | {fmt(r['p99'])} | {ratio} |")
+    summary = []
+    by = {(r["name"], r["live"]): r for r in rows}
+    for live in (0, 10_000, 100_000):
+        for name, target in (("module, invocation with valid session", 0.95),
+                             ("module, invocation without session header", 0.97),
+                             ("module, valid session + body injection", 0.90)):
+            r = by.get((name, live))
+            if r:
+                ratio = r["rps"] / r["ref"]["rps"]
+                dp99 = (r["p99"] or 0) - (r["ref"]["p99"] or 0)
+                summary.append(f"- {name}, {live:,} live: {ratio:.3f} × plain (target ≥ {target}), "
+                               f"p99 {dp99:+.0f} µs vs plain")
+    new0 = by.get(("module, NEW_SESSION", 0))
+    pynew = py_rows.get(("NEW_SESSION", 0))
+    if new0 and pynew:
+        summary.append(f"- NEW_SESSION: {new0['rps']:,.0f}/s vs the Python library's {pynew['rps']:,.0f}/s: "
+                       f"{new0['rps'] / pynew['rps']:.1f} × (target ≥ 30 ×)")
+    c0, c100 = by.get(("module, NEW_SESSION + CLOSE cycles", 0)), by.get(("module, NEW_SESSION + CLOSE cycles", 100_000))
+    if c0 and c100:
+        summary.append(f"- NEW_SESSION + CLOSE cycles: {c0['rps'] / 2:,.0f}/s with none live, "
+                       f"{c100['rps'] / 2:,.0f}/s with 100k: {c100['rps'] / c0['rps']:.3f} × (target ≥ 0.9)")
+    for note in notes:
+        if note[0] == "rss":
+            summary.append(f"- worker RSS (all {WORKERS} workers): {note[1]:,} kB at start, {note[2]:,} kB after "
+                           "the 100k-session runs; each worker caches at most 4,096 sessions")
+        elif note[0] == "sweep":
+            summary.append(f"- sweep: {note[1]:,} expired sessions before the run, {note[2]:,} after; "
+                           f"valid-session p99 meanwhile {fmt(note[3]['p99'])} µs (target ≤ 1000)")
+        elif note[0] == "shm":
+            summary.append(f"- /dev/shm per session: {note[1]:,.0f} bytes (directory + .expiration_ts)")
+    summary.append(f"- module size: {os.path.getsize(MODULE):,} bytes")
+    text = ("# Benchmark\n\n" + f"`make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"{os.cpu_count()} cores; nginx in front with {WORKERS} workers (module and plain proxy_pass in "
+            "the same server), the engine a second nginx with 1 worker, the Python library under uvicorn "
+            f"(1 process: its sessions are per process); wrk 1 thread, {CONNECTIONS} connections, {DURATION} s "
+            "a run; each ratio is against a plain proxy_pass run made just before it.\n\n" + "\n".join(lines) + "\n\n"
+            + "\n".join(summary) + "\n")
+    with open(os.path.join(HERE, "results.md"), "w") as f:
+        f.write(text)
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
