@@ -71,7 +71,7 @@ static ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
 static void ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
-    sms_str_t *body);
+    sms_request_t *req);
 static ngx_table_elt_t *ngx_http_sagemaker_sessions_header(
     ngx_http_request_t *r);
 static ngx_chain_t *ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool,
@@ -348,12 +348,10 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
 
     ngx_http_sagemaker_sessions_request(r, &req);
 
-    if (r->request_body) {
-        req.has_body = 1;
-
-        if (ngx_http_sagemaker_sessions_body(r, &req.body) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (r->request_body
+        && ngx_http_sagemaker_sessions_body(r, &req) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_memzero(&d, sizeof(sms_decision_t));
@@ -435,71 +433,68 @@ ngx_http_sagemaker_sessions_request(ngx_http_request_t *r, sms_request_t *req)
 
 
 /*
- * The request body as one run of bytes: the buffer itself when nginx holds
- * it in one piece of memory, else one copy, read from the temp file for the
- * parts nginx wrote there.
+ * The request body as the core sees it: nginx's buffers where they lie, not
+ * copied; only parts nginx wrote to its temp file are read into memory.
  */
 
 static ngx_int_t
-ngx_http_sagemaker_sessions_body(ngx_http_request_t *r, sms_str_t *body)
+ngx_http_sagemaker_sessions_body(ngx_http_request_t *r, sms_request_t *req)
 {
+    size_t        n;
+    ssize_t       got;
     u_char       *p;
-    off_t         len;
-    ssize_t       n;
     ngx_buf_t    *b;
+    sms_str_t    *seg;
     ngx_chain_t  *cl;
 
-    cl = r->request_body->bufs;
-
-    if (cl == NULL) {
-        return NGX_OK;
-    }
-
-    if (cl->next == NULL && !cl->buf->in_file) {
-        body->data = cl->buf->pos;
-        body->len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
-
-    len = 0;
-
+    n = 0;
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
+        n++;
     }
 
-    if (len == 0) {
+    if (n == 0) {
         return NGX_OK;
     }
 
-    p = ngx_pnalloc(r->pool, (size_t) len);
-    if (p == NULL) {
+    seg = ngx_palloc(r->pool, n * sizeof(sms_str_t));
+    if (seg == NULL) {
         return NGX_ERROR;
     }
 
-    body->data = p;
+    req->body = seg;
+    req->nbody = 0;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
 
-        if (b->in_file) {
-            n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
-                              b->file_pos);
+        if (b->in_file && !ngx_buf_in_memory(b)) {
+            n = (size_t) (b->file_last - b->file_pos);
 
-            if (n != b->file_last - b->file_pos) {
+            p = ngx_pnalloc(r->pool, n ? n : 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            got = ngx_read_file(b->file, p, n, b->file_pos);
+
+            if (got != (ssize_t) n) {
                 ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                               "sagemaker sessions: cannot read the request "
                               "body from \"%V\"", &b->file->name);
                 return NGX_ERROR;
             }
 
-            p += n;
-            continue;
+            seg->data = p;
+            seg->len = n;
+
+        } else {
+            seg->data = b->pos;
+            seg->len = b->last - b->pos;
         }
 
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        seg++;
+        req->nbody++;
     }
-
-    body->len = p - body->data;
 
     return NGX_OK;
 }

@@ -51,8 +51,8 @@ typedef struct {
 /* what the shim knows of a request */
 typedef struct {
     sms_str_t                 session_id;        /* data NULL: no header */
-    sms_str_t                 body;              /* the whole body */
-    int                       has_body;          /* a body was read */
+    const sms_str_t          *body;              /* the body, in pieces */
+    size_t                    nbody;
 } sms_request_t;
 
 

@@ -40,6 +40,10 @@ public struct SessionManager {
     /// - Parameters:
     ///   - sessionID: the session header's bytes, nil when there is none.
     public func decide(sessionID: [UInt8]?, body: UnsafeRawBufferPointer, now: Double = WallClock.now()) -> Decision {
+        decide(sessionID: sessionID, body: RequestBody(body), now: now)
+    }
+
+    public func decide(sessionID: [UInt8]?, body: RequestBody, now: Double = WallClock.now()) -> Decision {
         do {
             return try route(sessionID: sessionID, body: body, now: now)
         } catch {
@@ -47,7 +51,7 @@ public struct SessionManager {
         }
     }
 
-    func route(sessionID: [UInt8]?, body: UnsafeRawBufferPointer, now: Double) throws(SessionError) -> Decision {
+    func route(sessionID: [UInt8]?, body: RequestBody, now: Double) throws(SessionError) -> Decision {
         switch SessionRequest.classify(body) {
         case .malformed(let detail):
             throw .malformedRequest(detail)
@@ -102,7 +106,7 @@ public struct SessionManager {
         }
     }
 
-    func invoke(_ sessionID: [UInt8]?, body: UnsafeRawBufferPointer, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
+    func invoke(_ sessionID: [UInt8]?, body: RequestBody, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
         guard let raw = sessionID else { return .pass }
         if engineOwnsSessions {
             if raw.isEmpty { return .pass }
@@ -127,8 +131,8 @@ public struct SessionManager {
         return .passWithBody(try inject(id, at: path, body: body, parsed: parsed))
     }
 
-    func inject(_ id: String, at path: JSONPath, body: UnsafeRawBufferPointer, parsed: JSON?) throws(SessionError) -> JSON {
-        guard let document = parsed ?? JSON.parse(body), document.isObject else {
+    func inject(_ id: String, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSON {
+        guard let document = parsed ?? body.parse(), document.isObject else {
             throw .notAnObject(path: path.description)
         }
         guard let value = JSON.string(id) else { throw .outOfMemory }

@@ -1,5 +1,3 @@
-import Glibc
-
 /// What a body says about sessions. A session request is a JSON object with a
 /// `requestType` key; every other body, JSON or not, is an ordinary invocation.
 public enum SessionRequest {
@@ -13,8 +11,12 @@ public enum SessionRequest {
     public static let key = "requestType"
 
     public static func classify(_ body: UnsafeRawBufferPointer) -> SessionRequest {
-        guard startsLikeObject(body), mayName(key, body) else { return .invocation(parsed: nil) }
-        guard let json = JSON.parse(body), json.isObject else { return .invocation(parsed: nil) }
+        classify(RequestBody(body))
+    }
+
+    public static func classify(_ body: RequestBody) -> SessionRequest {
+        guard body.startsLikeObject, mayName(key, body) else { return .invocation(parsed: nil) }
+        guard let json = body.parse(), json.isObject else { return .invocation(parsed: nil) }
         guard let type = json[key] else { return .invocation(parsed: json) }
         let extra = json.keys.filter { $0 != key }
         if !extra.isEmpty {
@@ -33,36 +35,21 @@ public enum SessionRequest {
 
     /// Only a body whose first non-blank byte is `{` can be a JSON object.
     static func startsLikeObject(_ body: UnsafeRawBufferPointer) -> Bool {
-        for b in body {
-            switch b {
-            case 0x20, 0x09, 0x0a, 0x0d: continue
-            case UInt8(ascii: "{"): return true
-            default: return false
-            }
-        }
-        return false
+        RequestBody(body).startsLikeObject
     }
 
     /// False only when the body certainly holds no key `name`: neither the
     /// plain bytes nor a `\u` escape that could spell them. Saves parsing
     /// large invocations.
+    static func mayName(_ name: String, _ body: RequestBody) -> Bool {
+        body.contains(Array(name.utf8)) || body.contains(Array("\\u".utf8))
+    }
+
     static func mayName(_ name: String, _ body: UnsafeRawBufferPointer) -> Bool {
-        contains(Array(name.utf8), body) || contains(Array("\\u".utf8), body)
+        mayName(name, RequestBody(body))
     }
 
     static func contains(_ needle: [UInt8], _ hay: UnsafeRawBufferPointer) -> Bool {
-        guard var p = hay.baseAddress, let first = needle.first else { return false }
-        var remaining = hay.count
-        return needle.withUnsafeBytes { n -> Bool in
-            guard let np = n.baseAddress else { return false }
-            while remaining >= needle.count {
-                guard let hit = memchr(p, Int32(first), remaining - needle.count + 1) else { return false }
-                if memcmp(hit, np, needle.count) == 0 { return true }
-                let skipped = p.distance(to: UnsafeRawPointer(hit)) + 1
-                p += skipped
-                remaining -= skipped
-            }
-            return false
-        }
+        RequestBody.search(needle, in: hay)
     }
 }

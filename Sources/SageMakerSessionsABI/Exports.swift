@@ -148,7 +148,12 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
                        _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
     guard let request, let alloc, let output else { return -1 }
     let r = request.pointee
-    let decision = manager(store, location).decide(sessionID: sessionID(r), body: bytes(r.body))
+    var segments: [UnsafeRawBufferPointer] = []
+    if let body = r.body {
+        segments.reserveCapacity(r.nbody)
+        for i in 0..<r.nbody { segments.append(bytes(body[i])) }
+    }
+    let decision = manager(store, location).decide(sessionID: sessionID(r), body: RequestBody(segments: segments))
     return write(decision, to: output) { alloc(pool, $0) }
 }
 

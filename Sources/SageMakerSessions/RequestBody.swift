@@ -1,0 +1,112 @@
+import CJansson
+import Glibc
+
+/// A request body as nginx holds it: one or more runs of bytes. It is looked
+/// at where it lies; only parsing reads it through, and nothing assembles it
+/// into one piece.
+public struct RequestBody {
+    public let segments: [UnsafeRawBufferPointer]
+
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        segments = bytes.isEmpty ? [] : [bytes]
+    }
+
+    public init(segments: [UnsafeRawBufferPointer]) {
+        self.segments = segments.filter { !$0.isEmpty }
+    }
+
+    public var count: Int { segments.reduce(0) { $0 + $1.count } }
+
+    /// Only a body whose first non-blank byte is `{` can be a JSON object.
+    var startsLikeObject: Bool {
+        for segment in segments {
+            for b in segment {
+                switch b {
+                case 0x20, 0x09, 0x0a, 0x0d: continue
+                case UInt8(ascii: "{"): return true
+                default: return false
+                }
+            }
+        }
+        return false
+    }
+
+    /// Whether `needle` occurs anywhere, across segment boundaries too.
+    func contains(_ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty else { return true }
+        var tail: [UInt8] = []
+        for segment in segments {
+            if !tail.isEmpty {
+                let joined = tail + Array(segment.prefix(needle.count - 1))
+                if joined.withUnsafeBytes({ RequestBody.search(needle, in: $0) }) { return true }
+            }
+            if RequestBody.search(needle, in: segment) { return true }
+            tail = Array((tail + Array(segment.suffix(needle.count - 1))).suffix(needle.count - 1))
+        }
+        return false
+    }
+
+    static func search(_ needle: [UInt8], in hay: UnsafeRawBufferPointer) -> Bool {
+        guard var p = hay.baseAddress, let first = needle.first else { return false }
+        var remaining = hay.count
+        return needle.withUnsafeBytes { n -> Bool in
+            guard let np = n.baseAddress else { return false }
+            while remaining >= needle.count {
+                guard let hit = memchr(p, Int32(first), remaining - needle.count + 1) else { return false }
+                if memcmp(hit, np, needle.count) == 0 { return true }
+                let skipped = p.distance(to: UnsafeRawPointer(hit)) + 1
+                p += skipped
+                remaining -= skipped
+            }
+            return false
+        }
+    }
+
+    /// The body as JSON (any JSON), read straight from its segments.
+    func parse() -> JSON? {
+        switch segments.count {
+        case 0: return nil
+        case 1: return JSON.parse(segments[0])
+        default:
+            let reader = SegmentReader(segments)
+            var error = json_error_t()
+            let flags = Int(JSON_DECODE_ANY | JSON_ALLOW_NUL)
+            let raw = withExtendedLifetime(reader) {
+                json_load_callback(SegmentReader.read, Unmanaged.passUnretained(reader).toOpaque(), flags, &error)
+            }
+            return raw.map(JSON.init(owning:))
+        }
+    }
+}
+
+/// Feeds jansson's incremental parser from the segments, in order.
+private final class SegmentReader {
+    let segments: [UnsafeRawBufferPointer]
+    var index = 0
+    var offset = 0
+
+    init(_ segments: [UnsafeRawBufferPointer]) {
+        self.segments = segments
+    }
+
+    static let read: json_load_callback_t = { buffer, size, data in
+        guard let buffer, let data else { return 0 }
+        let reader = Unmanaged<SegmentReader>.fromOpaque(data).takeUnretainedValue()
+        while reader.index < reader.segments.count {
+            let segment = reader.segments[reader.index]
+            let left = segment.count - reader.offset
+            if left == 0 {
+                reader.index += 1
+                reader.offset = 0
+                continue
+            }
+            let n = min(left, size)
+            if let base = segment.baseAddress {
+                buffer.copyMemory(from: base + reader.offset, byteCount: n)
+            }
+            reader.offset += n
+            return n
+        }
+        return 0
+    }
+}
