@@ -77,7 +77,7 @@ static ngx_table_elt_t *ngx_http_sagemaker_sessions_header(
 static ngx_chain_t *ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool,
     sms_str_t *body);
 static ngx_int_t ngx_http_sagemaker_sessions_replace_body(
-    ngx_http_request_t *r, sms_str_t *body);
+    ngx_http_request_t *r, sms_decision_t *d);
 static ngx_int_t ngx_http_sagemaker_sessions_call_engine(
     ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx,
     sms_decision_t *d);
@@ -401,7 +401,7 @@ ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
         return NGX_DECLINED;
 
     case SMS_PASS_NEW_BODY:
-        if (ngx_http_sagemaker_sessions_replace_body(r, &d->body) != NGX_OK) {
+        if (ngx_http_sagemaker_sessions_replace_body(r, d) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
         return NGX_DECLINED;
@@ -564,25 +564,59 @@ ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool, sms_str_t *body)
 }
 
 
-/* the engine receives the new body with its own Content-Length */
+/*
+ * The engine receives the new body, made of the client's buffers and the
+ * pieces spliced in, with its own Content-Length.
+ */
 
 static ngx_int_t
 ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
-    sms_str_t *body)
+    sms_decision_t *d)
 {
+    off_t         len;
     u_char       *p;
-    ngx_chain_t  *cl;
+    ngx_uint_t    i;
+    ngx_chain_t  *cl, *out, *last;
 
-    cl = ngx_http_sagemaker_sessions_chain(r->pool, body);
-    if (cl == NULL) {
+    out = NULL;
+    last = NULL;
+    len = 0;
+
+    for (i = 0; i < d->npieces; i++) {
+        if (d->pieces[i].len == 0) {
+            continue;
+        }
+
+        cl = ngx_http_sagemaker_sessions_chain(r->pool,
+                                               (sms_str_t *) &d->pieces[i]);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf->last_buf = 0;
+        len += d->pieces[i].len;
+
+        if (last) {
+            last->next = cl;
+
+        } else {
+            out = cl;
+        }
+
+        last = cl;
+    }
+
+    if (last == NULL) {
         return NGX_ERROR;
     }
 
-    r->request_body->bufs = cl;
-    r->request_body->buf = cl->buf;
+    last->buf->last_buf = 1;
+
+    r->request_body->bufs = out;
+    r->request_body->buf = NULL;
     r->request_body->temp_file = NULL;
 
-    r->headers_in.content_length_n = body->len;
+    r->headers_in.content_length_n = len;
     r->headers_in.chunked = 0;
 
     if (r->headers_in.content_length) {
@@ -592,8 +626,7 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
         }
 
         r->headers_in.content_length->value.data = p;
-        r->headers_in.content_length->value.len =
-                                  ngx_sprintf(p, "%uz", body->len) - p;
+        r->headers_in.content_length->value.len = ngx_sprintf(p, "%O", len) - p;
     }
 
     return NGX_OK;

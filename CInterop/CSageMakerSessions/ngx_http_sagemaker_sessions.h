@@ -73,7 +73,7 @@ typedef struct {
 
 /* what the shim must do with it */
 #define SMS_PASS              0   /* hand the request on unchanged */
-#define SMS_PASS_NEW_BODY     1   /* hand it on with body replaced */
+#define SMS_PASS_NEW_BODY     1   /* hand it on with the body in pieces */
 #define SMS_RESPOND           2   /* answer it here */
 #define SMS_CALL_CREATE       3   /* POST body to the create handler URI */
 #define SMS_CALL_CLOSE        4   /* POST body to the close handler URI */
@@ -92,7 +92,9 @@ typedef struct {
     sms_str_t                 content_type;
     sms_str_t                 header_name;       /* len 0: no extra header */
     sms_str_t                 header_value;
-    sms_str_t                 body;              /* response or new body */
+    sms_str_t                 body;              /* response body */
+    const sms_str_t          *pieces;            /* SMS_PASS_NEW_BODY */
+    size_t                    npieces;
     int                       log_level;
     sms_str_t                 log_message;
 } sms_decision_t;

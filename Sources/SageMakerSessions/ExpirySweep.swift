@@ -5,7 +5,7 @@ import Glibc
 /// and no tick holds the event loop for long.
 final class ExpirySweep {
     /// Entries examined per tick, and the pause between ticks of one pass.
-    static let batch = 64
+    static let batch = 16
     static let tickMs: UInt64 = 1
     /// Directories without `.expiration_ts` younger than this may belong to
     /// a create in progress (ours, or the Python library's).

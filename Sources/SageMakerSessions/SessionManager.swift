@@ -2,8 +2,9 @@
 /// `sagemaker_session_manager` location.
 public enum Decision {
     case pass
-    /// Pass the request on with this body instead of the client's.
-    case passWithBody(JSON)
+    /// Pass the request on with this body instead of the client's: the
+    /// client's bytes with new ones spliced in.
+    case passWithBody([JSONSplice.Piece])
     case answer(Answer)
     /// Hand the session request to the engine: a POST of this body to the
     /// handler's URI, whose answer comes back to `answer(_:sessionID:response:)`.
@@ -131,20 +132,16 @@ public struct SessionManager {
         return .passWithBody(try inject(id, at: path, body: body, parsed: parsed))
     }
 
-    func inject(_ id: String, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSON {
-        guard let document = parsed ?? body.parse(), document.isObject else {
-            throw .notAnObject(path: path.description)
-        }
-        guard let value = JSON.string(id) else { throw .outOfMemory }
+    func inject(_ id: String, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> [JSONSplice.Piece] {
         do {
-            try path.set(value, in: document)
+            return try JSONSplice.set(id, at: path.segments, in: body)
         } catch {
             switch error {
-            case .notAnObject(let prefix): throw .cannotInject(path: path.description, blockedAt: prefix)
-            case .outOfMemory: throw .outOfMemory
+            case .notAnObject: throw .notAnObject(path: path.description)
+            case .blocked(let prefix):
+                throw .cannotInject(path: path.description, blockedAt: JSONPath(segments: prefix).description)
             }
         }
-        return document
     }
 
     /// The close defaults with the client's session id written at the

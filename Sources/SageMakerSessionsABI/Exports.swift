@@ -195,14 +195,25 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
         out.action = SMS_PASS
     case .relay:
         out.action = SMS_RELAY
-    case .passWithBody(let document), .callEngine(_, let document):
+    case .passWithBody(let pieces):
+        guard let list = allocate(max(pieces.count, 1) * MemoryLayout<sms_str_t>.stride)?
+            .bindMemory(to: sms_str_t.self, capacity: max(pieces.count, 1)) else { return -1 }
+        for (i, piece) in pieces.enumerated() {
+            switch piece {
+            case .original(let bytes):
+                list[i] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+            case .new(let bytes):
+                guard let copied = put(bytes, allocate) else { return -1 }
+                list[i] = copied
+            }
+        }
+        out.action = SMS_PASS_NEW_BODY
+        out.pieces = UnsafePointer(list)
+        out.npieces = pieces.count
+    case .callEngine(let call, let document):
         guard let bytes = document.dump(into: allocate) else { return -1 }
         out.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-        switch decision {
-        case .callEngine(.create, _): out.action = SMS_CALL_CREATE
-        case .callEngine(.close, _): out.action = SMS_CALL_CLOSE
-        default: out.action = SMS_PASS_NEW_BODY
-        }
+        out.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
     case .answer(let answer):
         out.action = SMS_RESPOND
         out.status = Int32(answer.status)
@@ -240,12 +251,18 @@ func string(_ s: sms_str_t) -> String {
 /// Copies into memory from the caller's allocator (the request pool).
 func put(_ text: String, _ allocate: (Int) -> UnsafeMutableRawPointer?) -> sms_str_t? {
     var text = text
-    return text.withUTF8 { buf -> sms_str_t? in
-        if buf.isEmpty { return sms_str_t(data: nil, len: 0) }
-        guard let dest = allocate(buf.count), let src = buf.baseAddress else { return nil }
-        dest.copyMemory(from: src, byteCount: buf.count)
-        return sms_str_t(data: dest.assumingMemoryBound(to: UInt8.self), len: buf.count)
-    }
+    return text.withUTF8 { put(UnsafeRawBufferPointer($0), allocate) }
+}
+
+func put(_ bytes: [UInt8], _ allocate: (Int) -> UnsafeMutableRawPointer?) -> sms_str_t? {
+    bytes.withUnsafeBytes { put($0, allocate) }
+}
+
+func put(_ buf: UnsafeRawBufferPointer, _ allocate: (Int) -> UnsafeMutableRawPointer?) -> sms_str_t? {
+    if buf.isEmpty { return sms_str_t(data: nil, len: 0) }
+    guard let dest = allocate(buf.count), let src = buf.baseAddress else { return nil }
+    dest.copyMemory(from: src, byteCount: buf.count)
+    return sms_str_t(data: dest.assumingMemoryBound(to: UInt8.self), len: buf.count)
 }
 
 /// NUL-terminated, truncated to fit.

@@ -102,8 +102,7 @@ final class EngineManagerTests: TempDirectoryTestCase {
     }
 
     func decide(_ m: SessionManager, _ body: String, id: String? = nil) -> Decision {
-        var body = body
-        return body.withUTF8 { m.decide(sessionID: id.map { Array($0.utf8) }, body: UnsafeRawBufferPointer($0), now: 1_700_000_000) }
+        return m.decide(sessionID: id.map { Array($0.utf8) }, body: kept(body), now: 1_700_000_000)
     }
 
     func engineBody(_ d: Decision, _ call: EngineCall) -> String? {

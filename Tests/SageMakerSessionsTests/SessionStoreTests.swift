@@ -270,7 +270,7 @@ final class SessionStoreTests: TempDirectoryTestCase {
         let now = (WallClock.now()).rounded(.down) + 100_000
         for _ in 0..<150 { _ = try s.create(now: now - 5000) }
         let keep = try s.create(now: now)
-        XCTAssertEqual(s.sweepStep(now: now), 1)  // 151 entries: the first batch of 64 is not the end
+        XCTAssertEqual(s.sweepStep(now: now), 1)  // 151 entries: the first batch of 16 is not the end
         let (delay, steps) = sweepUntilPassEnds(s, now: now)
         XCTAssertEqual(delay, 60_000)
         XCTAssertGreaterThanOrEqual(steps, 2)

@@ -120,7 +120,7 @@ extension SessionRequest {
 
 extension SessionManager {
     func decide(header: String?, body: String, now: Double) -> Decision {
-        Array(body.utf8).withUnsafeBytes { decide(sessionID: header.map { Array($0.utf8) }, body: $0, now: now) }
+        decide(sessionID: header.map { Array($0.utf8) }, body: kept(body), now: now)
     }
 }
 
@@ -137,4 +137,35 @@ class TempDirectoryTestCase: XCTestCase {
         TestFS.removeTree(root)
         super.tearDown()
     }
+}
+
+extension Array where Element == JSONSplice.Piece {
+    /// The spliced body, as bytes.
+    var bytes: [UInt8] {
+        flatMap { piece -> [UInt8] in
+            switch piece {
+            case .original(let b): return [UInt8](b)
+            case .new(let b): return b
+            }
+        }
+    }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// The spliced body re-encoded compactly, to compare its meaning.
+    func dumped() -> String? {
+        JSON.parse(text)?.dumped()
+    }
+}
+
+/// Bytes that outlive the call, as nginx's buffers outlive a decision: a
+/// spliced body points into them. Kept for the whole test run.
+func kept(_ text: String) -> UnsafeRawBufferPointer {
+    kept(Array(text.utf8))
+}
+
+func kept(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+    buffer.copyBytes(from: bytes)
+    return UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count])
 }

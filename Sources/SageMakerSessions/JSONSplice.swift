@@ -1,0 +1,383 @@
+/// Writes one string into a JSON object body without re-encoding the rest:
+/// the body is checked to be a JSON object (RFC 8259, UTF-8) in one pass over
+/// nginx's buffers, and the new body is those same bytes with a small piece
+/// spliced in. Numbers, key order, spacing and every other byte the client
+/// sent reach the engine as they were, and a large body is never copied.
+public enum JSONSplice {
+    /// A part of the new body: bytes of the client's body, or new bytes.
+    public enum Piece: Equatable {
+        case original(UnsafeRawBufferPointer)
+        case new([UInt8])
+
+        public static func == (a: Piece, b: Piece) -> Bool {
+            switch (a, b) {
+            case (.original(let x), .original(let y)): return x.baseAddress == y.baseAddress && x.count == y.count
+            case (.new(let x), .new(let y)): return x == y
+            default: return false
+            }
+        }
+    }
+
+    public enum Failure: Error, Equatable {
+        /// Not a JSON object (or not JSON at all).
+        case notAnObject
+        /// A value on the way is not an object; the path up to it.
+        case blocked(prefix: [String])
+    }
+
+    /// Nesting deeper than this is refused, as jansson refuses it.
+    static let maxDepth = 2048
+
+    /// The body with `value` (a string) at `path`, where the last occurrence
+    /// of a repeated key is the one a JSON parser keeps.
+    public static func set(_ value: String, at path: [String], in body: RequestBody) throws(Failure) -> [Piece] {
+        guard !path.isEmpty else { throw .notAnObject }
+        var scanner = Scanner(body: body, path: path.map { Array($0.utf8) })
+        try scanner.document()
+        return try scanner.splice(value, path: path)
+    }
+
+    /// `"text"`, escaped as JSON requires.
+    static func quoted(_ text: String) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "\"")]
+        let hex = Array("0123456789abcdef".utf8)
+        for b in text.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out += [0x5c, 0x22]
+            case UInt8(ascii: "\\"): out += [0x5c, 0x5c]
+            case 0x0a: out += [0x5c, UInt8(ascii: "n")]
+            case 0x0d: out += [0x5c, UInt8(ascii: "r")]
+            case 0x09: out += [0x5c, UInt8(ascii: "t")]
+            case 0..<0x20, 0x7f:
+                out += [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0x0f)]]
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+        return out
+    }
+}
+
+extension JSONSplice {
+    /// One pass over the body's bytes, across its segments.
+    struct Scanner {
+        let segments: [UnsafeRawBufferPointer]
+        let path: [[UInt8]]
+        var segment = 0
+        var offset = 0
+        var position = 0
+
+        /// Per level of the path: the last value found for its key...
+        var found: [(start: Int, end: Int, isObject: Bool)?]
+        /// ...and the object that holds it: where it closes, whether empty.
+        var container: [(close: Int, isEmpty: Bool)?]
+
+        init(body: RequestBody, path: [[UInt8]]) {
+            segments = body.segments
+            self.path = path
+            found = Array(repeating: nil, count: path.count)
+            container = Array(repeating: nil, count: path.count)
+        }
+
+        // MARK: reading
+
+        @inline(__always)
+        mutating func peek() -> UInt8? {
+            while segment < segments.count {
+                if offset < segments[segment].count { return segments[segment][offset] }
+                segment += 1
+                offset = 0
+            }
+            return nil
+        }
+
+        @inline(__always)
+        mutating func advance() {
+            offset += 1
+            position += 1
+        }
+
+        mutating func next() -> UInt8? {
+            guard let b = peek() else { return nil }
+            advance()
+            return b
+        }
+
+        mutating func skipBlanks() {
+            while let b = peek(), b == 0x20 || b == 0x09 || b == 0x0a || b == 0x0d { advance() }
+        }
+
+        mutating func expect(_ byte: UInt8) throws(Failure) {
+            guard next() == byte else { throw .notAnObject }
+        }
+
+        // MARK: grammar
+
+        mutating func document() throws(Failure) {
+            skipBlanks()
+            guard peek() == UInt8(ascii: "{") else { throw .notAnObject }
+            try object(depth: 1, level: 0)
+            skipBlanks()
+            guard peek() == nil else { throw .notAnObject }
+        }
+
+        /// `level`: this object holds path[level] (nil: off the path).
+        mutating func object(depth: Int, level: Int?) throws(Failure) {
+            guard depth <= JSONSplice.maxDepth else { throw .notAnObject }
+            try expect(UInt8(ascii: "{"))
+            skipBlanks()
+            var isEmpty = true
+            if peek() == UInt8(ascii: "}") {
+                if let level { container[level] = (position, true) }
+                advance()
+                return
+            }
+            while true {
+                skipBlanks()
+                let matches = try key(matching: level.map { path[$0] })
+                skipBlanks()
+                try expect(UInt8(ascii: ":"))
+                skipBlanks()
+                isEmpty = false
+                if matches, let level {
+                    for deeper in (level + 1)..<max(level + 1, path.count) {
+                        found[deeper] = nil
+                        container[deeper] = nil
+                    }
+                    let start = position
+                    let isObject = peek() == UInt8(ascii: "{")
+                    let inner = isObject && level + 1 < path.count ? level + 1 : nil
+                    try value(depth: depth + 1, level: inner)
+                    found[level] = (start, position, isObject)
+                } else {
+                    try value(depth: depth + 1, level: nil)
+                }
+                skipBlanks()
+                switch next() {
+                case UInt8(ascii: ","): continue
+                case UInt8(ascii: "}"):
+                    if let level { container[level] = (position - 1, isEmpty) }
+                    return
+                default: throw .notAnObject
+                }
+            }
+        }
+
+        mutating func value(depth: Int, level: Int?) throws(Failure) {
+            switch peek() {
+            case UInt8(ascii: "{"): try object(depth: depth, level: level)
+            case UInt8(ascii: "["): try array(depth: depth)
+            case UInt8(ascii: "\""): _ = try string(capture: false)
+            case UInt8(ascii: "t"): try literal("true")
+            case UInt8(ascii: "f"): try literal("false")
+            case UInt8(ascii: "n"): try literal("null")
+            default: try number()
+            }
+        }
+
+        mutating func array(depth: Int) throws(Failure) {
+            guard depth <= JSONSplice.maxDepth else { throw .notAnObject }
+            try expect(UInt8(ascii: "["))
+            skipBlanks()
+            if peek() == UInt8(ascii: "]") {
+                advance()
+                return
+            }
+            while true {
+                skipBlanks()
+                try value(depth: depth + 1, level: nil)
+                skipBlanks()
+                switch next() {
+                case UInt8(ascii: ","): continue
+                case UInt8(ascii: "]"): return
+                default: throw .notAnObject
+                }
+            }
+        }
+
+        mutating func literal(_ word: StaticString) throws(Failure) {
+            let bytes = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+            for b in bytes { try expect(b) }
+        }
+
+        mutating func number() throws(Failure) {
+            if peek() == UInt8(ascii: "-") { advance() }
+            guard let first = next(), first >= 0x30, first <= 0x39 else { throw .notAnObject }
+            if first != 0x30 { digits() }
+            if peek() == UInt8(ascii: ".") {
+                advance()
+                guard digits() > 0 else { throw .notAnObject }
+            }
+            if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
+                advance()
+                if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { advance() }
+                guard digits() > 0 else { throw .notAnObject }
+            }
+        }
+
+        @discardableResult
+        mutating func digits() -> Int {
+            var n = 0
+            while let b = peek(), b >= 0x30, b <= 0x39 {
+                advance()
+                n += 1
+            }
+            return n
+        }
+
+        /// A member's key; whether it is `wanted` (compared after unescaping).
+        mutating func key(matching wanted: [UInt8]?) throws(Failure) -> Bool {
+            guard peek() == UInt8(ascii: "\"") else { throw .notAnObject }
+            let text = try string(capture: wanted != nil)
+            guard let wanted, let text else { return false }
+            return text == wanted
+        }
+
+        /// A string, validated: escapes, no control characters, UTF-8.
+        /// Returns its decoded bytes when `capture`.
+        mutating func string(capture: Bool) throws(Failure) -> [UInt8]? {
+            try expect(UInt8(ascii: "\""))
+            var out: [UInt8]? = capture ? [] : nil
+            while true {
+                if !capture { skipPlainRun() }
+                guard let b = next() else { throw .notAnObject }
+                switch b {
+                case UInt8(ascii: "\""):
+                    return out
+                case UInt8(ascii: "\\"):
+                    try escape(into: &out)
+                case 0..<0x20:
+                    throw .notAnObject
+                case 0x80...:
+                    try multibyte(b, into: &out)
+                default:
+                    out?.append(b)
+                }
+            }
+        }
+
+        /// Skips, eight at a time, bytes that need no look: ASCII, not a
+        /// control character, not `"` or `\`.
+        @inline(__always)
+        mutating func skipPlainRun() {
+            guard segment < segments.count, let base = segments[segment].baseAddress else { return }
+            let count = segments[segment].count
+            var i = offset
+            while i + 8 <= count {
+                let w = (base + i).loadUnaligned(as: UInt64.self)
+                let high = w & 0x8080_8080_8080_8080
+                let control = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
+                let q = w ^ 0x2222_2222_2222_2222
+                let quote = (q &- 0x0101_0101_0101_0101) & ~q & 0x8080_8080_8080_8080
+                let s = w ^ 0x5c5c_5c5c_5c5c_5c5c
+                let slash = (s &- 0x0101_0101_0101_0101) & ~s & 0x8080_8080_8080_8080
+                if high | control | quote | slash != 0 { break }
+                i += 8
+            }
+            position += i - offset
+            offset = i
+        }
+
+        mutating func escape(into out: inout [UInt8]?) throws(Failure) {
+            guard let e = next() else { throw .notAnObject }
+            switch e {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out?.append(e)
+            case UInt8(ascii: "b"): out?.append(0x08)
+            case UInt8(ascii: "f"): out?.append(0x0c)
+            case UInt8(ascii: "n"): out?.append(0x0a)
+            case UInt8(ascii: "r"): out?.append(0x0d)
+            case UInt8(ascii: "t"): out?.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4()
+                if scalar >= 0xd800 && scalar < 0xdc00 {
+                    // a high surrogate must be followed by a low one
+                    try expect(UInt8(ascii: "\\"))
+                    try expect(UInt8(ascii: "u"))
+                    let low = try hex4()
+                    guard low >= 0xdc00 && low < 0xe000 else { throw .notAnObject }
+                    scalar = 0x10000 + ((scalar - 0xd800) << 10) + (low - 0xdc00)
+                } else if scalar >= 0xdc00 && scalar < 0xe000 {
+                    throw .notAnObject
+                }
+                if out != nil, let s = Unicode.Scalar(scalar) { out?.append(contentsOf: Array(String(Character(s)).utf8)) }
+            default:
+                throw .notAnObject
+            }
+        }
+
+        mutating func hex4() throws(Failure) -> UInt32 {
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                guard let h = next() else { throw .notAnObject }
+                switch h {
+                case 0x30...0x39: v = v << 4 | UInt32(h - 0x30)
+                case 0x61...0x66: v = v << 4 | UInt32(h - 0x61 + 10)
+                case 0x41...0x46: v = v << 4 | UInt32(h - 0x41 + 10)
+                default: throw .notAnObject
+                }
+            }
+            return v
+        }
+
+        /// The rest of a UTF-8 sequence begun by `lead` (shortest form only,
+        /// no surrogates, at most U+10FFFF).
+        mutating func multibyte(_ lead: UInt8, into out: inout [UInt8]?) throws(Failure) {
+            let count: Int
+            var low: UInt8 = 0x80, high: UInt8 = 0xbf
+            switch lead {
+            case 0xc2...0xdf: count = 1
+            case 0xe0: count = 2; low = 0xa0
+            case 0xe1...0xec, 0xee...0xef: count = 2
+            case 0xed: count = 2; high = 0x9f
+            case 0xf0: count = 3; low = 0x90
+            case 0xf1...0xf3: count = 3
+            case 0xf4: count = 3; high = 0x8f
+            default: throw .notAnObject
+            }
+            out?.append(lead)
+            for k in 0..<count {
+                guard let c = next(), c >= (k == 0 ? low : 0x80), c <= (k == 0 ? high : 0xbf) else { throw .notAnObject }
+                out?.append(c)
+            }
+        }
+
+        // MARK: the new body
+
+        func splice(_ value: String, path: [String]) throws(Failure) -> [Piece] {
+            for level in 0..<path.count {
+                guard let hit = found[level] else {
+                    // insert what is missing before the holder's closing brace
+                    guard let holder = container[level] else { throw .notAnObject }
+                    var piece: [UInt8] = holder.isEmpty ? [] : [UInt8(ascii: ",")]
+                    for (k, name) in path[level...].enumerated() {
+                        if k > 0 { piece.append(UInt8(ascii: "{")) }
+                        piece += JSONSplice.quoted(name) + [UInt8(ascii: ":")]
+                    }
+                    piece += JSONSplice.quoted(value)
+                    piece += Array(repeating: UInt8(ascii: "}"), count: path.count - level - 1)
+                    return slice(0, holder.close) + [.new(piece)] + slice(holder.close, total)
+                }
+                if level == path.count - 1 {
+                    return slice(0, hit.start) + [.new(JSONSplice.quoted(value))] + slice(hit.end, total)
+                }
+                guard hit.isObject else { throw .blocked(prefix: Array(path[...level])) }
+            }
+            throw .notAnObject
+        }
+
+        var total: Int { segments.reduce(0) { $0 + $1.count } }
+
+        /// Bytes [from, to) of the body, as slices of its segments.
+        func slice(_ from: Int, _ to: Int) -> [Piece] {
+            var pieces: [Piece] = []
+            var start = 0
+            for segment in segments {
+                let end = start + segment.count
+                let a = max(from, start), b = min(to, end)
+                if a < b { pieces.append(.original(UnsafeRawBufferPointer(rebasing: segment[(a - start)..<(b - start)]))) }
+                start = end
+            }
+            return pieces
+        }
+    }
+}

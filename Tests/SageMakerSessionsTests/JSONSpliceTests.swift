@@ -1,0 +1,129 @@
+import XCTest
+@testable import SageMakerSessions
+
+final class JSONSpliceTests: XCTestCase {
+    func spliced(_ text: String, _ path: [String], _ value: String = "ID") throws -> String {
+        try JSONSplice.set(value, at: path, in: RequestBody(kept(text))).text
+    }
+
+    /// What jansson makes of the same edit: the meaning must agree.
+    func janssonSet(_ text: String, _ path: [String], _ value: String) -> String? {
+        guard let doc = JSON.parse(text), let v = JSON.string(value) else { return nil }
+        do { try JSONPath(segments: path).set(v, in: doc) } catch { return nil }
+        return doc.dumped()
+    }
+
+    func testInsertsWhereMissing() throws {
+        XCTAssertEqual(try spliced(#"{"text": "hi"}"#, ["session_id"]), #"{"text": "hi","session_id":"ID"}"#)
+        XCTAssertEqual(try spliced("{}", ["session_id"]), #"{"session_id":"ID"}"#)
+        XCTAssertEqual(try spliced(" { \n } ", ["a", "b"]), #" { "# + "\n" + #" "a":{"b":"ID"}} "#)
+        XCTAssertEqual(try spliced(#"{"text": "hi"}"#, ["session_params", "id"]),
+                       #"{"text": "hi","session_params":{"id":"ID"}}"#)
+        XCTAssertEqual(try spliced(#"{"m": {"u": 1}}"#, ["m", "s", "id"]), #"{"m": {"u": 1,"s":{"id":"ID"}}}"#)
+        XCTAssertEqual(try spliced(#"{"m": {}}"#, ["m", "id"]), #"{"m": {"id":"ID"}}"#)
+    }
+
+    func testReplacesWhatIsThere() throws {
+        XCTAssertEqual(try spliced(#"{"session_id": "forged", "p": 1}"#, ["session_id"]),
+                       #"{"session_id": "ID", "p": 1}"#)
+        XCTAssertEqual(try spliced(#"{"a": {"b": [1, {"c": 2}]}}"#, ["a", "b"]), #"{"a": {"b": "ID"}}"#)
+        XCTAssertEqual(try spliced(#"{"sess\u0069on_id": 5}"#, ["session_id"]), #"{"sess\u0069on_id": "ID"}"#)
+    }
+
+    func testTheLastOfRepeatedKeysIsTheOneThatCounts() throws {
+        XCTAssertEqual(try spliced(#"{"k": 1, "k": 2}"#, ["k"]), #"{"k": 1, "k": "ID"}"#)
+        XCTAssertEqual(try spliced(#"{"m": {"x": 1}, "m": {"y": 2}}"#, ["m", "id"]),
+                       #"{"m": {"x": 1}, "m": {"y": 2,"id":"ID"}}"#)
+    }
+
+    func testClientBytesAreKept() throws {
+        let text = #"{"big": 123456789012345678901234567890, "f": 1.10, "e": -0.5E+3, "u": "é\u00e9\ud83d\ude00"}"#
+        let out = try spliced(text, ["sid"])
+        XCTAssertEqual(out, String(text.dropLast()) + #","sid":"ID"}"#)
+    }
+
+    func testValuesAreEscaped() throws {
+        XCTAssertEqual(try spliced("{}", ["a\"b"], "x\"y\\z\n"), #"{"a\"b":"x\"y\\z\n"}"#)
+    }
+
+    func testBlockedByANonObject() {
+        for (text, path, prefix) in [(#"{"m": "s"}"#, ["m", "id"], ["m"]),
+                                     (#"{"m": {"n": [1]}}"#, ["m", "n", "id"], ["m", "n"]),
+                                     (#"{"m": {"id": 1}, "m": 3}"#, ["m", "id"], ["m"])] {
+            XCTAssertThrowsError(try spliced(text, path)) { error in
+                XCTAssertEqual(error as? JSONSplice.Failure, .blocked(prefix: prefix), text)
+            }
+        }
+    }
+
+    func testNotAnObject() {
+        let bad = ["", " ", "[1]", "\"s\"", "1", "null", "{", "}", "{\"a\":}", "{\"a\":1,}", "{\"a\" 1}", "{a:1}",
+                   "{'a':1}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{\"a\":-}", "{\"a\":NaN}",
+                   "{\"a\":tru}", "{\"a\":[1,]}", "{\"a\":[1 2]}", "{\"a\":1} x", "{\"a\":1}{}", "{\"a\":\"\\x\"}",
+                   "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"tab\there\"}",
+                   "{\"a\":\"x}", "{\"a\":+1}", "{1:2}"]
+        for text in bad {
+            XCTAssertThrowsError(try spliced(text, ["id"]), text) { error in
+                XCTAssertEqual(error as? JSONSplice.Failure, .notAnObject, text)
+            }
+            XCTAssertTrue(JSON.parse(text)?.isObject != true, "jansson accepts \(text)")
+        }
+    }
+
+    func testInvalidUTF8IsNotJSON() {
+        for bytes: [UInt8] in [[0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d],           // {"a":"\xff"}
+                               [0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc0, 0xaf, 0x22, 0x7d],     // overlong
+                               [0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xed, 0xa0, 0x80, 0x22, 0x7d], // surrogate
+                               [0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xe2, 0x82, 0x22, 0x7d]] {    // cut short
+            XCTAssertThrowsError(try JSONSplice.set("x", at: ["id"], in: RequestBody(kept(bytes))), "\(bytes)")
+        }
+    }
+
+    func testDepthIsBounded() {
+        let deep = String(repeating: "{\"a\":", count: 3000) + "1" + String(repeating: "}", count: 3000)
+        XCTAssertThrowsError(try spliced(deep, ["id"]))
+        let ok = String(repeating: "{\"a\":", count: 1000) + "1" + String(repeating: "}", count: 1000)
+        XCTAssertNoThrow(try spliced(ok, ["id"]))
+        let arrays = "{\"a\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}"
+        XCTAssertThrowsError(try spliced(arrays, ["id"]))
+    }
+
+    func testAgreesWithJansson() throws {
+        let docs = [#"{"a": 1}"#, #"{"a": {"b": {"c": null}}, "d": [true, false]}"#, "{}",
+                    #"{"x": "\u00e9\n\t\"", "y": -1.5e-7, "z": [[], {}, [{"k": "v"}]]}"#,
+                    #"{"session_params": {"rid": "r"}, "text": "long long text"}"#]
+        let paths = [["id"], ["a", "id"], ["session_params", "id"], ["z"], ["x"], ["a", "b", "c"], ["new", "deep", "id"]]
+        for doc in docs {
+            for path in paths {
+                let ours = try? spliced(doc, path, "v-1")
+                let theirs = janssonSet(doc, path, "v-1")
+                XCTAssertEqual(ours.flatMap { JSON.parse($0)?.dumped() }, theirs, "\(doc) at \(path)")
+            }
+        }
+    }
+
+    func testPiecesPointIntoTheClientsBuffers() throws {
+        let body = kept(#"{"prompt": "a large body"}"#)
+        let pieces = try JSONSplice.set("ID", at: ["sid"], in: RequestBody(body))
+        XCTAssertEqual(pieces.count, 3)
+        guard case .original(let head) = pieces[0], case .new = pieces[1], case .original(let tail) = pieces[2] else {
+            return XCTFail("\(pieces)")
+        }
+        XCTAssertEqual(head.baseAddress, body.baseAddress)
+        XCTAssertEqual(head.count, body.count - 1)
+        XCTAssertEqual(tail.count, 1)
+    }
+
+    func testSameResultInPieces() throws {
+        let text = #"{"prompt": "héllo", "meta": {"k": [1, 2]}, "n": 12.5}"#
+        let expected = try spliced(text, ["meta", "session_id"])
+        let bytes = Array(text.utf8)
+        for i in 0...bytes.count {
+            for j in stride(from: i, through: bytes.count, by: 3) {
+                let parts = [kept(Array(bytes[..<i])), kept(Array(bytes[i..<j])), kept(Array(bytes[j...]))]
+                let out = try JSONSplice.set("ID", at: ["meta", "session_id"], in: RequestBody(segments: parts))
+                XCTAssertEqual(out.text, expected, "split at \(i), \(j)")
+            }
+        }
+    }
+}
