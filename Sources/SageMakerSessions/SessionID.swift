@@ -5,17 +5,29 @@ public enum SessionID {
     public static let length = 36
 
     public static func isCanonical<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
+        if let fast = bytes.withContiguousStorageIfAvailable({ isCanonical(UnsafeRawBufferPointer($0)) }) {
+            return fast
+        }
+        return isCanonical(Array(bytes))
+    }
+
+    static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count == length else { return false }
-        for (i, b) in bytes.enumerated() {
-            switch i {
-            case 8, 13, 18, 23:
+        var i = 0
+        while i < length {
+            let b = bytes[i]
+            if i == 8 || i == 13 || i == 18 || i == 23 {
                 if b != UInt8(ascii: "-") { return false }
-            default:
-                let digit = (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66)
-                if !digit { return false }
+            } else if !((b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66)) {
+                return false
             }
+            i += 1
         }
         return true
+    }
+
+    static func isCanonical(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { isCanonical($0) }
     }
 
     public static func isCanonical(_ text: String) -> Bool {
