@@ -37,23 +37,42 @@ public enum JSONSplice {
         return try scanner.splice(value, path: path)
     }
 
-    /// `"text"`, escaped as JSON requires.
-    static func quoted(_ text: String) -> [UInt8] {
-        var out: [UInt8] = [UInt8(ascii: "\"")]
-        let hex = Array("0123456789abcdef".utf8)
+    /// `"text"`, escaped as JSON requires, appended to `out`.
+    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
         for b in text.utf8 {
             switch b {
-            case UInt8(ascii: "\""): out += [0x5c, 0x22]
-            case UInt8(ascii: "\\"): out += [0x5c, 0x5c]
-            case 0x0a: out += [0x5c, UInt8(ascii: "n")]
-            case 0x0d: out += [0x5c, UInt8(ascii: "r")]
-            case 0x09: out += [0x5c, UInt8(ascii: "t")]
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out.append(0x5c)
+                out.append(b)
+            case 0x0a:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "n"))
+            case 0x0d:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "r"))
+            case 0x09:
+                out.append(0x5c)
+                out.append(UInt8(ascii: "t"))
             case 0..<0x20, 0x7f:
-                out += [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0x0f)]]
-            default: out.append(b)
+                let hex: StaticString = "0123456789abcdef"
+                out.append(0x5c)
+                out.append(UInt8(ascii: "u"))
+                out.append(0x30)
+                out.append(0x30)
+                out.append(hex.utf8Start[Int(b >> 4)])
+                out.append(hex.utf8Start[Int(b & 0x0f)])
+            default:
+                out.append(b)
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    static func quoted(_ text: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 2)
+        appendQuoted(text, to: &out)
         return out
     }
 }
@@ -348,28 +367,38 @@ extension JSONSplice {
                 guard let hit = found[level] else {
                     // insert what is missing before the holder's closing brace
                     guard let holder = container[level] else { throw .notAnObject }
-                    var piece: [UInt8] = holder.isEmpty ? [] : [UInt8(ascii: ",")]
+                    var piece: [UInt8] = []
+                    piece.reserveCapacity(value.utf8.count + path[level...].reduce(0) { $0 + $1.utf8.count + 5 } + 4)
+                    if !holder.isEmpty { piece.append(UInt8(ascii: ",")) }
                     for (k, name) in path[level...].enumerated() {
                         if k > 0 { piece.append(UInt8(ascii: "{")) }
-                        piece += JSONSplice.quoted(name) + [UInt8(ascii: ":")]
+                        JSONSplice.appendQuoted(name, to: &piece)
+                        piece.append(UInt8(ascii: ":"))
                     }
-                    piece += JSONSplice.quoted(value)
-                    piece += Array(repeating: UInt8(ascii: "}"), count: path.count - level - 1)
-                    return slice(0, holder.close) + [.new(piece)] + slice(holder.close, total)
+                    JSONSplice.appendQuoted(value, to: &piece)
+                    for _ in 0..<(path.count - level - 1) { piece.append(UInt8(ascii: "}")) }
+                    return around(holder.close, holder.close, .new(piece))
                 }
                 if level == path.count - 1 {
-                    return slice(0, hit.start) + [.new(JSONSplice.quoted(value))] + slice(hit.end, total)
+                    return around(hit.start, hit.end, .new(JSONSplice.quoted(value)))
                 }
                 guard hit.isObject else { throw .blocked(prefix: Array(path[...level])) }
             }
             throw .notAnObject
         }
 
-        var total: Int { segments.reduce(0) { $0 + $1.count } }
+        /// The body with bytes [from, to) replaced by `piece`.
+        func around(_ from: Int, _ to: Int, _ piece: Piece) -> [Piece] {
+            var pieces: [Piece] = []
+            pieces.reserveCapacity(segments.count + 2)
+            append(0, from, to: &pieces)
+            pieces.append(piece)
+            append(to, Int.max, to: &pieces)
+            return pieces
+        }
 
         /// Bytes [from, to) of the body, as slices of its segments.
-        func slice(_ from: Int, _ to: Int) -> [Piece] {
-            var pieces: [Piece] = []
+        func append(_ from: Int, _ to: Int, to pieces: inout [Piece]) {
             var start = 0
             for segment in segments {
                 let end = start + segment.count
@@ -377,7 +406,6 @@ extension JSONSplice {
                 if a < b { pieces.append(.original(UnsafeRawBufferPointer(rebasing: segment[(a - start)..<(b - start)]))) }
                 start = end
             }
-            return pieces
         }
     }
 }

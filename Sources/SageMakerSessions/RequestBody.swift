@@ -34,6 +34,7 @@ public struct RequestBody {
     /// Whether `needle` occurs anywhere, across segment boundaries too.
     func contains(_ needle: [UInt8]) -> Bool {
         guard !needle.isEmpty else { return true }
+        if segments.count == 1 { return RequestBody.search(needle, in: segments[0]) }
         var tail: [UInt8] = []
         for segment in segments {
             if !tail.isEmpty {
