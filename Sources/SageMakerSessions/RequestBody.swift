@@ -12,7 +12,7 @@ public struct RequestBody {
     }
 
     public init(segments: [UnsafeRawBufferPointer]) {
-        self.segments = segments.filter { !$0.isEmpty }
+        self.segments = segments.contains(where: { $0.isEmpty }) ? segments.filter { !$0.isEmpty } : segments
     }
 
     public var count: Int { segments.reduce(0) { $0 + $1.count } }

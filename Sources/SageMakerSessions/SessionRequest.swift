@@ -42,8 +42,11 @@ public enum SessionRequest {
     /// plain bytes nor a `\u` escape that could spell them. Saves parsing
     /// large invocations.
     static func mayName(_ name: String, _ body: RequestBody) -> Bool {
-        body.contains(Array(name.utf8)) || body.contains(Array("\\u".utf8))
+        body.contains(name == key ? keyBytes : Array(name.utf8)) || body.contains(escapeBytes)
     }
+
+    static let keyBytes = Array(key.utf8)
+    static let escapeBytes = Array("\\u".utf8)
 
     static func mayName(_ name: String, _ body: UnsafeRawBufferPointer) -> Bool {
         mayName(name, RequestBody(body))
