@@ -27,8 +27,14 @@ DURATION = int(os.environ.get("BENCH_SECONDS", "2"))
 # back to back, so that drifts in the machine's speed cancel out
 PAIRS = int(os.environ.get("BENCH_PAIRS", "2"))
 CONNECTIONS = 32
-# nginx's natural deployment: workers share every session through the files
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+# The servers (nginx in front, the engine, the Python library) share CPU 0 and
+# wrk has CPU 1: ratios then measure CPU per request, steady from run to run.
+PIN = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None and os.environ.get("BENCH_PIN", "1") == "1"
+
+
+def pinned(args, cpu):
+    return ["taskset", "-c", str(cpu)] + args if PIN else args
 BODY = '{"prompt":"hello","max_tokens":16}'
 SESSION = "X-Amzn-SageMaker-Session-Id"
 
@@ -55,7 +61,7 @@ def wait_port(port, proc, timeout=20):
 
 
 def start(args, port, env=None):
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(pinned(args, 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started.append(proc)
     wait_port(port, proc)
     return proc
@@ -185,7 +191,7 @@ def script(dir, name, text):
 
 
 def wrk(url, lua, seconds=DURATION, connections=CONNECTIONS):
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua, url],
+    out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua, url], 1),
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
@@ -435,9 +441,11 @@ def report(rows, notes, py_rows):
             summary.append(f"- /dev/shm per session: {note[1]:,.0f} bytes (directory + .expiration_ts)")
     summary.append(f"- module size: {os.path.getsize(MODULE):,} bytes")
     text = ("# Benchmark\n\n" + f"`make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{os.cpu_count()} cores; nginx in front with {WORKERS} workers (module and plain proxy_pass in "
-            "the same server), the engine a second nginx with 1 worker, the Python library under uvicorn "
-            f"(1 process: its sessions are per process); wrk 1 thread, {CONNECTIONS} connections, {DURATION} s "
+            f"{os.cpu_count()} cores; nginx in front with {WORKERS} worker{'s' if WORKERS > 1 else ''} (module "
+            "and plain proxy_pass in the same server), the engine a second nginx with 1 worker, the Python "
+            "library under uvicorn (1 process: its sessions are per process)"
+            + ("; the servers pinned to CPU 0 and wrk to CPU 1" if PIN else "")
+            + f"; wrk 1 thread, {CONNECTIONS} connections, {DURATION} s "
             f"a run; each module figure is the median of {PAIRS} pairs of runs (plain proxy_pass, then the "
             "module) made back to back, and its ratio the median of the pairs' ratios.\n\n" + "\n".join(lines) + "\n\n"
             + "\n".join(summary) + "\n")
