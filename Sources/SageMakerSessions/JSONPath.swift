@@ -3,6 +3,8 @@
 /// reads its configuration, so that a bad one fails `nginx -t`.
 public struct JSONPath: Equatable, CustomStringConvertible {
     public let segments: [String]
+    /// The segments as bytes, for matching against raw JSON.
+    public let utf8: [[UInt8]]
 
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case empty
@@ -22,6 +24,7 @@ public struct JSONPath: Equatable, CustomStringConvertible {
 
     public init(segments: [String]) {
         self.segments = segments
+        self.utf8 = segments.map { Array($0.utf8) }
     }
 
     public init(parsing text: String) throws {
@@ -69,7 +72,7 @@ public struct JSONPath: Equatable, CustomStringConvertible {
             i += 1  // the dot
             if i >= chars.count { throw ParseError.emptySegment(at: i) }
         }
-        self.segments = segments
+        self.init(segments: segments)
     }
 
     /// Characters a segment may hold without quotes.

@@ -31,8 +31,13 @@ public enum JSONSplice {
     /// The body with `value` (a string) at `path`, where the last occurrence
     /// of a repeated key is the one a JSON parser keeps.
     public static func set(_ value: String, at path: [String], in body: RequestBody) throws(Failure) -> [Piece] {
+        try set(value, at: path, utf8: path.map { Array($0.utf8) }, in: body)
+    }
+
+    /// `utf8`: the path's segments as bytes, computed once per location.
+    public static func set(_ value: String, at path: [String], utf8: [[UInt8]], in body: RequestBody) throws(Failure) -> [Piece] {
         guard !path.isEmpty else { throw .notAnObject }
-        var scanner = Scanner(body: body, path: path.map { Array($0.utf8) })
+        var scanner = Scanner(body: body, path: utf8)
         try scanner.document()
         return try scanner.splice(value, path: path)
     }
@@ -186,7 +191,7 @@ extension JSONSplice {
             switch peek() {
             case UInt8(ascii: "{"): try object(depth: depth, level: level)
             case UInt8(ascii: "["): try array(depth: depth)
-            case UInt8(ascii: "\""): _ = try string(capture: false)
+            case UInt8(ascii: "\""): _ = try string(matching: nil)
             case UInt8(ascii: "t"): try literal("true")
             case UInt8(ascii: "f"): try literal("false")
             case UInt8(ascii: "n"): try literal("null")
@@ -247,30 +252,29 @@ extension JSONSplice {
         /// A member's key; whether it is `wanted` (compared after unescaping).
         mutating func key(matching wanted: [UInt8]?) throws(Failure) -> Bool {
             guard peek() == UInt8(ascii: "\"") else { throw .notAnObject }
-            let text = try string(capture: wanted != nil)
-            guard let wanted, let text else { return false }
-            return text == wanted
+            return try string(matching: wanted)
         }
 
         /// A string, validated: escapes, no control characters, UTF-8.
-        /// Returns its decoded bytes when `capture`.
-        mutating func string(capture: Bool) throws(Failure) -> [UInt8]? {
+        /// With `wanted`, whether its decoded bytes are exactly those,
+        /// compared as they go by.
+        mutating func string(matching wanted: [UInt8]?) throws(Failure) -> Bool {
             try expect(UInt8(ascii: "\""))
-            var out: [UInt8]? = capture ? [] : nil
+            var match = Match(wanted)
             while true {
-                if !capture { skipPlainRun() }
+                if wanted == nil { skipPlainRun() }
                 guard let b = next() else { throw .notAnObject }
                 switch b {
                 case UInt8(ascii: "\""):
-                    return out
+                    return match.complete
                 case UInt8(ascii: "\\"):
-                    try escape(into: &out)
+                    try escape(into: &match)
                 case 0..<0x20:
                     throw .notAnObject
                 case 0x80...:
-                    try multibyte(b, into: &out)
+                    try multibyte(b, into: &match)
                 default:
-                    out?.append(b)
+                    match.feed(b)
                 }
             }
         }
@@ -297,15 +301,15 @@ extension JSONSplice {
             offset = i
         }
 
-        mutating func escape(into out: inout [UInt8]?) throws(Failure) {
+        mutating func escape(into out: inout Match) throws(Failure) {
             guard let e = next() else { throw .notAnObject }
             switch e {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out?.append(e)
-            case UInt8(ascii: "b"): out?.append(0x08)
-            case UInt8(ascii: "f"): out?.append(0x0c)
-            case UInt8(ascii: "n"): out?.append(0x0a)
-            case UInt8(ascii: "r"): out?.append(0x0d)
-            case UInt8(ascii: "t"): out?.append(0x09)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.feed(e)
+            case UInt8(ascii: "b"): out.feed(0x08)
+            case UInt8(ascii: "f"): out.feed(0x0c)
+            case UInt8(ascii: "n"): out.feed(0x0a)
+            case UInt8(ascii: "r"): out.feed(0x0d)
+            case UInt8(ascii: "t"): out.feed(0x09)
             case UInt8(ascii: "u"):
                 var scalar = try hex4()
                 if scalar >= 0xd800 && scalar < 0xdc00 {
@@ -318,7 +322,9 @@ extension JSONSplice {
                 } else if scalar >= 0xdc00 && scalar < 0xe000 {
                     throw .notAnObject
                 }
-                if out != nil, let s = Unicode.Scalar(scalar) { out?.append(contentsOf: Array(String(Character(s)).utf8)) }
+                if out.isOn, let s = Unicode.Scalar(scalar) {
+                    for b in UTF8.encode(s) ?? UTF8.EncodedScalar() { out.feed(b) }
+                }
             default:
                 throw .notAnObject
             }
@@ -340,7 +346,7 @@ extension JSONSplice {
 
         /// The rest of a UTF-8 sequence begun by `lead` (shortest form only,
         /// no surrogates, at most U+10FFFF).
-        mutating func multibyte(_ lead: UInt8, into out: inout [UInt8]?) throws(Failure) {
+        mutating func multibyte(_ lead: UInt8, into out: inout Match) throws(Failure) {
             let count: Int
             var low: UInt8 = 0x80, high: UInt8 = 0xbf
             switch lead {
@@ -353,10 +359,10 @@ extension JSONSplice {
             case 0xf4: count = 3; high = 0x8f
             default: throw .notAnObject
             }
-            out?.append(lead)
+            out.feed(lead)
             for k in 0..<count {
                 guard let c = next(), c >= (k == 0 ? low : 0x80), c <= (k == 0 ? high : 0xbf) else { throw .notAnObject }
-                out?.append(c)
+                out.feed(c)
             }
         }
 
@@ -408,4 +414,29 @@ extension JSONSplice {
             }
         }
     }
+}
+
+/// Compares a string's decoded bytes with the wanted ones, byte by byte.
+struct Match {
+    let wanted: [UInt8]?
+    var index = 0
+    var failed = false
+
+    init(_ wanted: [UInt8]?) {
+        self.wanted = wanted
+    }
+
+    var isOn: Bool { wanted != nil && !failed }
+
+    @inline(__always)
+    mutating func feed(_ b: UInt8) {
+        guard let wanted, !failed else { return }
+        if index < wanted.count, wanted[index] == b {
+            index += 1
+        } else {
+            failed = true
+        }
+    }
+
+    var complete: Bool { wanted != nil && !failed && index == wanted?.count }
 }

@@ -134,7 +134,7 @@ public struct SessionManager {
 
     func inject(_ id: String, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> [JSONSplice.Piece] {
         do {
-            return try JSONSplice.set(id, at: path.segments, in: body)
+            return try JSONSplice.set(id, at: path.segments, utf8: path.utf8, in: body)
         } catch {
             switch error {
             case .notAnObject: throw .notAnObject(path: path.description)
