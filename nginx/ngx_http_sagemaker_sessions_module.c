@@ -73,7 +73,7 @@ static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
     sms_request_t *req);
 static ngx_table_elt_t *ngx_http_sagemaker_sessions_header(
-    ngx_http_request_t *r);
+    ngx_http_request_t *r, int *count);
 static ngx_chain_t *ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool,
     sms_str_t *body);
 static ngx_int_t ngx_http_sagemaker_sessions_replace_body(
@@ -424,7 +424,7 @@ ngx_http_sagemaker_sessions_request(ngx_http_request_t *r, sms_request_t *req)
 
     ngx_memzero(req, sizeof(sms_request_t));
 
-    h = ngx_http_sagemaker_sessions_header(r);
+    h = ngx_http_sagemaker_sessions_header(r, &req->session_ids);
     if (h) {
         req->session_id.data = h->value.len ? h->value.data : (u_char *) "";
         req->session_id.len = h->value.len;
@@ -501,11 +501,14 @@ ngx_http_sagemaker_sessions_body(ngx_http_request_t *r, sms_request_t *req)
 
 
 static ngx_table_elt_t *
-ngx_http_sagemaker_sessions_header(ngx_http_request_t *r)
+ngx_http_sagemaker_sessions_header(ngx_http_request_t *r, int *count)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t  *h, *first;
+
+    first = NULL;
+    *count = 0;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -514,7 +517,7 @@ ngx_http_sagemaker_sessions_header(ngx_http_request_t *r)
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return NULL;
+                return first;
             }
 
             part = part->next;
@@ -528,7 +531,11 @@ ngx_http_sagemaker_sessions_header(ngx_http_request_t *r)
                                h[i].key.len)
                == 0)
         {
-            return &h[i];
+            if (first == NULL) {
+                first = &h[i];
+            }
+
+            (*count)++;
         }
     }
 }

@@ -51,6 +51,7 @@ typedef struct {
 /* what the shim knows of a request */
 typedef struct {
     sms_str_t                 session_id;        /* data NULL: no header */
+    int                       session_ids;       /* how many such headers */
     const sms_str_t          *body;              /* the body, in pieces */
     size_t                    nbody;
 } sms_request_t;

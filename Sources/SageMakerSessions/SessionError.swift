@@ -11,6 +11,7 @@ public enum SessionError: Error, Equatable {
     case closeFailed(SystemError)
     case readFailed(id: String, SystemError)
     case invalidSessionID
+    case repeatedSessionHeader
     case engineSessionIDMissing
     case engineSessionIDUnsafe(String)
     case engineUnreadable
@@ -45,6 +46,9 @@ public enum SessionError: Error, Equatable {
         case .invalidSessionID:
             return .error(400, "Bad request: the session id is not valid UTF-8",
                           log: (.info, "session id is not valid UTF-8"))
+        case .repeatedSessionHeader:
+            return .error(400, "Bad request: more than one \(Answer.sessionIDHeader) header",
+                          log: (.info, "more than one \(Answer.sessionIDHeader) header"))
         case .engineSessionIDMissing:
             return .error(500, "Session ID not found in response",
                           log: (.warn, "session id not found in the engine's response"))

@@ -44,16 +44,27 @@ public struct SessionManager {
         decide(sessionID: sessionID, body: RequestBody(body), now: now)
     }
 
-    public func decide(sessionID: [UInt8]?, body: RequestBody, now: Double = WallClock.now()) -> Decision {
+    /// - Parameters:
+    ///   - repeatedHeader: the request has more than one session header;
+    ///     which one is meant cannot be told, so a request that uses it is refused.
+    public func decide(sessionID: [UInt8]?, body: RequestBody, repeatedHeader: Bool = false,
+                       now: Double = WallClock.now()) -> Decision {
         do {
-            return try route(sessionID: sessionID, body: body, now: now)
+            return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now)
         } catch {
             return .answer(error.answer)
         }
     }
 
-    func route(sessionID: [UInt8]?, body: RequestBody, now: Double) throws(SessionError) -> Decision {
-        switch SessionRequest.classify(body) {
+    func route(sessionID: [UInt8]?, body: RequestBody, repeatedHeader: Bool, now: Double) throws(SessionError) -> Decision {
+        let kind = SessionRequest.classify(body)
+        if repeatedHeader {
+            switch kind {
+            case .newSession, .malformed: break  // the header plays no part
+            case .close, .invocation: throw .repeatedSessionHeader
+            }
+        }
+        switch kind {
         case .malformed(let detail):
             throw .malformedRequest(detail)
         case .newSession:

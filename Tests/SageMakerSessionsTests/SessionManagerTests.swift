@@ -317,3 +317,20 @@ final class SessionManagerTests: TempDirectoryTestCase {
         }
     }
 }
+
+final class RepeatedHeaderTests: TempDirectoryTestCase {
+    func testARepeatedSessionHeaderIsRefusedWhereItCounts() throws {
+        let m = SessionManager(store: SessionStore(root: root, expiration: 1200), injectPath: nil)
+        let id = Array("0f8fad5b-d9cb-469f-a165-70867728950e".utf8)
+        for body in [#"{"prompt":"x"}"#, #"{"requestType":"CLOSE"}"#, "binary"] {
+            guard case .answer(let a) = m.decide(sessionID: id, body: RequestBody(kept(body)), repeatedHeader: true) else {
+                return XCTFail(body)
+            }
+            XCTAssertEqual(a.status, 400)
+            XCTAssertEqual(a.body, #"{"detail":"Bad request: more than one X-Amzn-SageMaker-Session-Id header"}"#)
+        }
+        guard case .answer(let created) = m.decide(sessionID: id, body: RequestBody(kept(#"{"requestType":"NEW_SESSION"}"#)),
+                                                   repeatedHeader: true) else { return XCTFail() }
+        XCTAssertEqual(created.status, 200)
+    }
+}

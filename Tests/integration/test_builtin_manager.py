@@ -5,7 +5,7 @@ import os
 import re
 import time
 
-from harness import (detail, CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
+from harness import (detail, raw_request, CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
                      new_session)
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -236,3 +236,21 @@ def test_store_failure_on_close_is_424(start_nginx):
     assert r.status == 424, r
     assert detail(r).startswith("Failed to close session: ")
     assert os.path.exists(os.path.join(ngx.sessions_path, sid))
+
+
+def test_two_session_headers_are_refused_where_the_header_counts(ngx, engine):
+    sid = new_session(ngx)
+    other = new_session(ngx)
+    for body in ({"prompt": "x"}, {"requestType": "CLOSE"}):
+        for values in ((sid, other), (sid, sid)):
+            head = ("POST /invocations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    f"{SESSION}: {values[0]}\r\nx-amzn-sagemaker-session-id: {values[1]}\r\n"
+                    "Content-Type: application/json\r\n")
+            data = json.dumps(body).encode()
+            answer = raw_request(ngx.port, head.encode() + b"Content-Length: %d\r\n\r\n" % len(data) + data)
+            assert answer.startswith(b"HTTP/1.1 400"), answer
+            assert b"more than one X-Amzn-SageMaker-Session-Id header" in answer
+    assert engine.count() == 0
+    # both sessions are untouched; NEW_SESSION does not look at the header
+    assert ngx.request({"p": 1}, {SESSION: sid}).status == 200
+    assert ngx.request({"p": 1}, {SESSION: other}).status == 200
