@@ -112,6 +112,7 @@ http {{
     sagemaker_sessions on;
     sagemaker_sessions_path {sessions};
     sagemaker_sessions_expiration {expiration};
+    sagemaker_sessions_max 2000000;
     upstream engine {{
         server 127.0.0.1:{engine};
         keepalive 64;

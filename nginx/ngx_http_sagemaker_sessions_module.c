@@ -19,6 +19,7 @@ typedef struct {
     ngx_flag_t                 enable;
     ngx_str_t                  path;
     time_t                     expiration;
+    ngx_int_t                  max;
 
     void                      *store;       /* Swift SessionStore or NULL */
     ngx_event_t                sweep;
@@ -110,6 +111,8 @@ static char *ngx_http_sagemaker_sessions_path(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_sagemaker_sessions_expiration(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_sagemaker_sessions_max(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_sagemaker_session_manager(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_sagemaker_session_handler(ngx_conf_t *cf,
@@ -144,6 +147,13 @@ static ngx_command_t  ngx_http_sagemaker_sessions_commands[] = {
     { ngx_string("sagemaker_sessions_expiration"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_sagemaker_sessions_expiration,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sagemaker_sessions_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sagemaker_sessions_max,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -1135,6 +1145,7 @@ ngx_http_sagemaker_sessions_create_main_conf(ngx_conf_t *cf)
 
     smcf->enable = NGX_CONF_UNSET;
     smcf->expiration = NGX_CONF_UNSET;
+    smcf->max = NGX_CONF_UNSET;
 
     return smcf;
 }
@@ -1164,6 +1175,7 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     in.path.len = smcf->path.len;
     in.expiration = (smcf->expiration == NGX_CONF_UNSET)
                     ? -1 : (int64_t) smcf->expiration;
+    in.max = (smcf->max == NGX_CONF_UNSET) ? -1 : (int64_t) smcf->max;
 
     if (sms_main_conf_resolve(&in, res) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sagemaker sessions: %s",
@@ -1178,6 +1190,7 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
 
     smcf->enable = res->enabled;
     smcf->expiration = (time_t) res->expiration;
+    smcf->max = (ngx_int_t) res->max;
     smcf->store = res->store;
 
     path.data = (u_char *) res->path;
@@ -1373,6 +1386,37 @@ ngx_http_sagemaker_sessions_expiration(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     smcf->expiration = sec;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sagemaker_sessions_max(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_sagemaker_sessions_main_conf_t *smcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (smcf->max != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n <= 0 || n > NGX_MAX_INT32_VALUE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "a number of sessions from 1 to %i is required",
+                           &value[1], &cmd->name, (ngx_int_t) NGX_MAX_INT32_VALUE);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->max = n;
 
     return NGX_CONF_OK;
 }
@@ -1605,8 +1649,8 @@ ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle)
     }
 
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
-                  "sagemaker sessions: sessions in \"%V\", expiring after %T s",
-                  &smcf->path, smcf->expiration);
+                  "sagemaker sessions: sessions in \"%V\", expiring after %T s, "
+                  "at most %i", &smcf->path, smcf->expiration, smcf->max);
 
     return NGX_OK;
 }

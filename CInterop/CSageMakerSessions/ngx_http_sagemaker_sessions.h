@@ -35,12 +35,14 @@ typedef struct {
     int                       enabled;
     sms_str_t                 path;
     int64_t                   expiration;
+    int64_t                   max;               /* live sessions */
 } sms_main_directives_t;
 
 
 typedef struct {
     int                       enabled;
     int64_t                   expiration;
+    int64_t                   max;
     void                     *store;             /* NULL when disabled */
     char                      path[SMS_PATHLEN]; /* the directory in use */
     char                      warning[SMS_ERRLEN]; /* "" or [warn] text */

@@ -6,10 +6,14 @@ public struct Configuration: Equatable {
     public var enabled: Bool
     public var path: String
     public var expiration: Int64
+    public var maxSessions: Int64 = Configuration.defaultMaxSessions
 
     public static let defaultExpiration: Int64 = 1200
     /// Ten years: long enough for any session, short enough for every clock.
     public static let maxExpiration: Int64 = 315_360_000
+    /// Live sessions at most, unless `sagemaker_sessions_max` says otherwise:
+    /// about 200 MB of tmpfs and kernel memory.
+    public static let defaultMaxSessions: Int64 = 100_000
     public static let enableVariable = "SAGEMAKER_ENABLE_STATEFUL_SESSIONS"
     public static let pathVariable = "SAGEMAKER_SESSIONS_PATH"
     public static let expirationVariable = "SAGEMAKER_SESSIONS_EXPIRATION"
@@ -19,11 +23,13 @@ public struct Configuration: Equatable {
         public var enabled: Bool?
         public var path: String?
         public var expiration: Int64?
+        public var maxSessions: Int64?
 
-        public init(enabled: Bool? = nil, path: String? = nil, expiration: Int64? = nil) {
+        public init(enabled: Bool? = nil, path: String? = nil, expiration: Int64? = nil, maxSessions: Int64? = nil) {
             self.enabled = enabled
             self.path = path
             self.expiration = expiration
+            self.maxSessions = maxSessions
         }
     }
 
@@ -74,7 +80,11 @@ public struct Configuration: Equatable {
         } else {
             path = shmUsable() ? "/dev/shm/sagemaker_sessions" : fallbackPath(environment)
         }
-        return Configuration(enabled: enabled, path: normalized(path), expiration: expiration)
+        let maxSessions = directives.maxSessions ?? defaultMaxSessions
+        guard maxSessions > 0 else {
+            throw Invalid(description: "\"sagemaker_sessions_max\" must be greater than zero")
+        }
+        return Configuration(enabled: enabled, path: normalized(path), expiration: expiration, maxSessions: maxSessions)
     }
 
     /// Where sessions go when the chosen directory is not usable: the

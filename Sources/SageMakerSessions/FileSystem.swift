@@ -9,7 +9,11 @@ public struct SystemError: Error, Equatable, CustomStringConvertible {
 
     public static var current: SystemError { SystemError(errno) }
 
+    /// Not from the C library: the store holds `sagemaker_sessions_max`.
+    public static let limitReached = SystemError(-1)
+
     public var description: String {
+        if self == .limitReached { return "session limit reached" }
         guard let text = strerror(code) else { return "error \(code)" }
         return String(cString: text)
     }

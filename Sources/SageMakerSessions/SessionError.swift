@@ -37,6 +37,9 @@ public enum SessionError: Error, Equatable {
         case .cannotInject(let path, let blockedAt):
             let detail = "Bad request: cannot write the session id at \"\(path)\": \"\(blockedAt)\" is not an object"
             return .error(400, detail, log: (.info, detail))
+        case .createFailed(let reason) where reason == .limitReached:
+            return .error(424, "Failed to create session: \(reason)",
+                          log: (.warn, "failed to create session: \(reason) (sagemaker_sessions_max)"))
         case .createFailed(let reason):
             return .error(424, "Failed to create session: \(reason)", log: (.error, "failed to create session: \(reason)"))
         case .closeFailed(let reason):

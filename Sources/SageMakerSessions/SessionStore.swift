@@ -10,15 +10,17 @@ import Glibc
 public final class SessionStore {
     public let root: String
     public let expiration: Int64
+    public let maxSessions: Int64
     let sweep: ExpirySweep
     let cache: SessionCache
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"
 
-    public init(root: String, expiration: Int64) {
+    public init(root: String, expiration: Int64, maxSessions: Int64 = Configuration.defaultMaxSessions) {
         self.root = root
         self.expiration = expiration
+        self.maxSessions = maxSessions
         self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration))
         self.cache = SessionCache(root: root)
     }
@@ -41,10 +43,25 @@ public final class SessionStore {
 
     public func directory(of id: String) -> String { root + "/" + id }
 
+    /// How many session directories there are, in one `stat`: a directory's
+    /// link count is 2 plus its subdirectories (tmpfs, ext4). A file system
+    /// that does not count (link count 1) sets no limit.
+    public func directoryCount() -> Int64? {
+        var st = stat()
+        guard stat(root, &st) == 0, st.st_nlink >= 2 else { return nil }
+        return Int64(st.st_nlink) - 2
+    }
+
+    func isFull() -> Bool {
+        guard let count = directoryCount() else { return false }
+        return count >= maxSessions
+    }
+
     /// The directory appears first and counts as a session only once its
     /// `.expiration_ts` is there: a reader in between finds no session, and a
     /// create cut short leaves an empty directory that the sweep removes.
     public func create(now: Double = WallClock.now(), id: String = SessionID.generate()) throws(SystemError) -> Created {
+        guard !isFull() else { throw SystemError.limitReached }
         let expiresAt = now + Double(expiration)
         let directory = directory(of: id)
         try FileSystem.makeDirectory(directory)

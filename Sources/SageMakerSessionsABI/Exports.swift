@@ -15,7 +15,8 @@ public func sms_main_conf_resolve(_ input: UnsafePointer<sms_main_directives_t>?
     let directives = Configuration.Directives(
         enabled: d.enabled < 0 ? nil : d.enabled != 0,
         path: d.path.data == nil ? nil : string(d.path),
-        expiration: d.expiration < 0 ? nil : d.expiration)
+        expiration: d.expiration < 0 ? nil : d.expiration,
+        maxSessions: d.max < 0 ? nil : d.max)
     output.pointee.enabled = 0
     output.pointee.store = nil
     copy("", to: &output.pointee.path)
@@ -25,12 +26,14 @@ public func sms_main_conf_resolve(_ input: UnsafePointer<sms_main_directives_t>?
         let config = try Configuration.resolve(directives)
         output.pointee.enabled = config.enabled ? 1 : 0
         output.pointee.expiration = config.expiration
+        output.pointee.max = config.maxSessions
         copy(config.path, to: &output.pointee.path)
         guard config.enabled else { return 0 }
         let (path, warning) = try config.prepareDirectory()
         copy(path, to: &output.pointee.path)
         if let warning { copy(warning, to: &output.pointee.warning) }
-        output.pointee.store = retain(SessionStore(root: path, expiration: config.expiration))
+        output.pointee.store = retain(SessionStore(root: path, expiration: config.expiration,
+                                                   maxSessions: config.maxSessions))
         return 0
     } catch {
         copy(error.description, to: &output.pointee.error)

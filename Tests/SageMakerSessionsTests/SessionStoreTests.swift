@@ -290,3 +290,28 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(s.sweepStep(now: t0), 10_000)
     }
 }
+
+final class SessionLimitTests: TempDirectoryTestCase {
+    func testNewSessionsStopAtTheLimitAndResumeAfterAClose() throws {
+        let store = SessionStore(root: root, expiration: 1200, maxSessions: 2)
+        let first = try store.create()
+        _ = try store.create()
+        XCTAssertEqual(store.directoryCount(), 2)
+        XCTAssertThrowsError(try store.create()) { error in
+            XCTAssertEqual(error as? SystemError, .limitReached)
+            XCTAssertEqual("\(error)", "session limit reached")
+        }
+        XCTAssertEqual(try store.close(first.id), .closed)
+        XCTAssertNoThrow(try store.create())
+    }
+
+    func testTheLimitAnswer() throws {
+        let m = SessionManager(store: SessionStore(root: root, expiration: 1200, maxSessions: 1), injectPath: nil)
+        _ = m.decide(sessionID: nil, body: RequestBody(kept(#"{"requestType":"NEW_SESSION"}"#)))
+        guard case .answer(let a) = m.decide(sessionID: nil, body: RequestBody(kept(#"{"requestType":"NEW_SESSION"}"#)))
+        else { return XCTFail() }
+        XCTAssertEqual(a.status, 424)
+        XCTAssertEqual(a.body, #"{"detail":"Failed to create session: session limit reached"}"#)
+        XCTAssertEqual(a.log?.level, .warn)
+    }
+}

@@ -254,3 +254,15 @@ def test_two_session_headers_are_refused_where_the_header_counts(ngx, engine):
     # both sessions are untouched; NEW_SESSION does not look at the header
     assert ngx.request({"p": 1}, {SESSION: sid}).status == 200
     assert ngx.request({"p": 1}, {SESSION: other}).status == 200
+
+
+def test_session_limit(start_nginx, engine):
+    ngx = start_nginx(http="sagemaker_sessions_max 3;", workers=2)
+    sids = [new_session(ngx) for _ in range(3)]
+    r = ngx.request({"requestType": "NEW_SESSION"})
+    assert r.status == 424, r
+    assert detail(r) == "Failed to create session: session limit reached"
+    assert "[warn]" in ngx.error_log and "session limit reached" in ngx.error_log
+    assert ngx.request({"p": 1}, {SESSION: sids[0]}).status == 200
+    assert close_session(ngx, sids[0]).status == 200
+    assert new_session(ngx)

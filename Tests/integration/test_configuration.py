@@ -174,3 +174,8 @@ def test_example_config_passes_nginx_t():
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "test is successful" in p.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "99999999999"])
+def test_bad_sessions_max(value):
+    assert_emerg(nginx_t(http=f"sagemaker_sessions_max {value};"), "sagemaker_sessions_max")
