@@ -18,7 +18,7 @@
 typedef struct {
     ngx_flag_t                 enable;
     ngx_str_t                  path;
-    time_t                     expiration;
+    ngx_int_t                  expiration;   /* seconds */
     ngx_int_t                  max;
 
     void                      *store;       /* Swift SessionStore or NULL */
@@ -28,6 +28,13 @@ typedef struct {
     void                      *create_defaults;
     void                      *close_defaults;
 } ngx_http_sagemaker_sessions_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 time;         /* nginx time syntax */
+    ngx_int_t                  max;
+    char                      *hint;
+} ngx_http_sagemaker_sessions_positive_t;
 
 
 typedef struct {
@@ -109,9 +116,7 @@ static char *ngx_http_sagemaker_sessions_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_sagemaker_sessions_path(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_sagemaker_sessions_expiration(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_sagemaker_sessions_max(ngx_conf_t *cf,
+static char *ngx_http_sagemaker_sessions_positive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_sagemaker_session_manager(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -126,6 +131,15 @@ static ngx_int_t ngx_http_sagemaker_sessions_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_sagemaker_sessions_init_process(
     ngx_cycle_t *cycle);
+
+
+static ngx_http_sagemaker_sessions_positive_t
+    ngx_http_sagemaker_sessions_expiration_kind =
+    { 1, 315360000, "a time from 1s to 10 years, such as 1200 or 20m" };
+
+static ngx_http_sagemaker_sessions_positive_t
+    ngx_http_sagemaker_sessions_max_kind =
+    { 0, NGX_MAX_INT32_VALUE, "a number of sessions from 1 to 2147483647" };
 
 
 static ngx_command_t  ngx_http_sagemaker_sessions_commands[] = {
@@ -146,17 +160,17 @@ static ngx_command_t  ngx_http_sagemaker_sessions_commands[] = {
 
     { ngx_string("sagemaker_sessions_expiration"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_sagemaker_sessions_expiration,
+      ngx_http_sagemaker_sessions_positive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_sagemaker_sessions_main_conf_t, expiration),
+      &ngx_http_sagemaker_sessions_expiration_kind },
 
     { ngx_string("sagemaker_sessions_max"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_sagemaker_sessions_max,
+      ngx_http_sagemaker_sessions_positive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_sagemaker_sessions_main_conf_t, max),
+      &ngx_http_sagemaker_sessions_max_kind },
 
     { ngx_string("sagemaker_session_manager"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
@@ -1189,7 +1203,7 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     smcf->enable = res->enabled;
-    smcf->expiration = (time_t) res->expiration;
+    smcf->expiration = (ngx_int_t) res->expiration;
     smcf->max = (ngx_int_t) res->max;
     smcf->store = res->store;
 
@@ -1360,63 +1374,39 @@ ngx_http_sagemaker_sessions_path(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* sagemaker_sessions_expiration and sagemaker_sessions_max */
+
 static char *
-ngx_http_sagemaker_sessions_expiration(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_http_sagemaker_sessions_positive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_sagemaker_sessions_main_conf_t *smcf = conf;
+    char  *p = conf;
 
-    time_t      sec;
-    ngx_str_t  *value;
+    ngx_int_t                                  n, *field;
+    ngx_str_t                                 *value;
+    ngx_http_sagemaker_sessions_positive_t    *kind;
 
-    if (smcf->expiration != NGX_CONF_UNSET) {
+    field = (ngx_int_t *) (p + cmd->offset);
+    kind = cmd->post;
+
+    if (*field != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    sec = ngx_parse_time(&value[1], 1);
+    n = kind->time ? (ngx_int_t) ngx_parse_time(&value[1], 1)
+                   : ngx_atoi(value[1].data, value[1].len);
 
-    if (sec == (time_t) NGX_ERROR || sec <= 0) {
+    if (n == NGX_ERROR || n <= 0 || n > kind->max) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" directive, "
-                           "a time greater than zero is required, "
-                           "such as 1200 or 20m", &value[1], &cmd->name);
+                           "%s is required", &value[1], &cmd->name,
+                           kind->hint);
         return NGX_CONF_ERROR;
     }
 
-    smcf->expiration = sec;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_sagemaker_sessions_max(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_sagemaker_sessions_main_conf_t *smcf = conf;
-
-    ngx_int_t   n;
-    ngx_str_t  *value;
-
-    if (smcf->max != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    n = ngx_atoi(value[1].data, value[1].len);
-
-    if (n == NGX_ERROR || n <= 0 || n > NGX_MAX_INT32_VALUE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\" directive, "
-                           "a number of sessions from 1 to %i is required",
-                           &value[1], &cmd->name, (ngx_int_t) NGX_MAX_INT32_VALUE);
-        return NGX_CONF_ERROR;
-    }
-
-    smcf->max = n;
+    *field = n;
 
     return NGX_CONF_OK;
 }
@@ -1649,7 +1639,7 @@ ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle)
     }
 
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
-                  "sagemaker sessions: sessions in \"%V\", expiring after %T s, "
+                  "sagemaker sessions: sessions in \"%V\", expiring after %i s, "
                   "at most %i", &smcf->path, smcf->expiration, smcf->max);
 
     return NGX_OK;
