@@ -3,12 +3,16 @@ import shutil
 
 import pytest
 
-from harness import MODULE, Engine, Nginx
+from harness import MODULE, Engine, Nginx, remove_workdirs
 
 
 def pytest_sessionstart(session):
     if not os.path.exists(MODULE):
         raise pytest.UsageError(f"{MODULE} is missing: run `make build` first")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    remove_workdirs()
 
 
 @pytest.fixture

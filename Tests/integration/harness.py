@@ -38,11 +38,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+CREATED_DIRS = []
+
+
 def workdir():
-    """A temp directory nginx's workers (nobody) can traverse."""
+    """A temp directory nginx's workers (nobody) can traverse; removed when
+    the test run ends (see conftest.py)."""
     d = tempfile.mkdtemp(prefix="sms-")
     os.chmod(d, 0o755)
+    CREATED_DIRS.append(d)
     return d
+
+
+def remove_workdirs():
+    while CREATED_DIRS:
+        shutil.rmtree(CREATED_DIRS.pop(), ignore_errors=True)
 
 
 class Reply:
