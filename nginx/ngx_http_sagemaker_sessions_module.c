@@ -124,6 +124,8 @@ static char *ngx_http_sagemaker_session_handler(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_sagemaker_session_defaults(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static void *ngx_http_sagemaker_sessions_path_compile(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *path, int kind);
 static ngx_int_t ngx_http_sagemaker_sessions_keep(ngx_conf_t *cf,
     void *handle);
 static void ngx_http_sagemaker_sessions_release(void *data);
@@ -1418,7 +1420,6 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_sagemaker_sessions_loc_conf_t *slcf = conf;
 
-    u_char      err[SMS_ERRLEN];
     ngx_str_t  *value, path;
 
     if (slcf->manager != NGX_CONF_UNSET) {
@@ -1448,23 +1449,39 @@ ngx_http_sagemaker_session_manager(ngx_conf_t *cf, ngx_command_t *cmd,
     path.data = value[1].data + sizeof("session_id_path=") - 1;
     path.len = value[1].len - (sizeof("session_id_path=") - 1);
 
+    slcf->inject_path = ngx_http_sagemaker_sessions_path_compile(cf, cmd,
+                                                        &path, SMS_PATH_BODY);
+
+    return slcf->inject_path ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
+/* a path of a directive, compiled by the core and kept with the cycle */
+
+static void *
+ngx_http_sagemaker_sessions_path_compile(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *path, int kind)
+{
+    void    *compiled;
+    u_char   err[SMS_ERRLEN];
+
     err[0] = '\0';
 
-    slcf->inject_path = sms_path_compile(path.data, path.len, SMS_PATH_BODY,
-                                         (char *) err, sizeof(err));
+    compiled = sms_path_compile(path->data, path->len, kind, (char *) err,
+                                sizeof(err));
 
-    if (slcf->inject_path == NULL) {
+    if (compiled == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid session_id_path \"%V\" in \"%V\" "
-                           "directive: %s", &path, &cmd->name, err);
-        return NGX_CONF_ERROR;
+                           "invalid path \"%V\" in \"%V\" directive: %s",
+                           path, &cmd->name, err);
+        return NULL;
     }
 
-    if (ngx_http_sagemaker_sessions_keep(cf, slcf->inject_path) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    if (ngx_http_sagemaker_sessions_keep(cf, compiled) != NGX_OK) {
+        return NULL;
     }
 
-    return NGX_CONF_OK;
+    return compiled;
 }
 
 
@@ -1474,7 +1491,6 @@ ngx_http_sagemaker_session_handler(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     char  *p = conf;
 
-    u_char                                 err[SMS_ERRLEN];
     ngx_str_t                             *value;
     ngx_http_sagemaker_sessions_handler_t  *h;
 
@@ -1494,20 +1510,9 @@ ngx_http_sagemaker_session_handler(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    err[0] = '\0';
-
-    h->path = sms_path_compile(value[2].data, value[2].len,
-                               (int) (intptr_t) cmd->post,
-                               (char *) err, sizeof(err));
-
+    h->path = ngx_http_sagemaker_sessions_path_compile(cf, cmd, &value[2],
+                                                   (int) (intptr_t) cmd->post);
     if (h->path == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid path \"%V\" in \"%V\" directive: %s",
-                           &value[2], &cmd->name, err);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_sagemaker_sessions_keep(cf, h->path) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
