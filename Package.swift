@@ -2,11 +2,15 @@
 import PackageDescription
 
 // Flags that keep the module free of Swift concurrency and regex runtimes, which
-// would pull libdispatch and threads into single-threaded nginx workers.
+// would pull libdispatch and threads into single-threaded nginx workers. Since
+// a worker is one thread, reference counts need no atomic instructions, and
+// exclusive access is checked by the compiler, not again on every request.
 let lean: [SwiftSetting] = [
     .unsafeFlags([
         "-Xfrontend", "-disable-implicit-concurrency-module-import",
         "-Xfrontend", "-disable-implicit-string-processing-module-import",
+        "-Xfrontend", "-assume-single-threaded",
+        "-enforce-exclusivity=unchecked",
     ]),
 ]
 

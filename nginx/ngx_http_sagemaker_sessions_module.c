@@ -75,11 +75,21 @@ typedef struct {
 } ngx_http_sagemaker_sessions_ctx_t;
 
 
+/* a mapped part of the request body's temp file, unmapped with the pool */
+typedef struct {
+    void                      *addr;
+    size_t                     len;
+} ngx_http_sagemaker_sessions_map_t;
+
+
 static ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
 static void ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
     sms_request_t *req);
+static u_char *ngx_http_sagemaker_sessions_map(ngx_http_request_t *r,
+    ngx_file_t *file, off_t offset, size_t size);
+static void ngx_http_sagemaker_sessions_unmap(void *data);
 static ngx_table_elt_t *ngx_http_sagemaker_sessions_header(
     ngx_http_request_t *r, int *count);
 static ngx_chain_t *ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool,
@@ -245,7 +255,7 @@ ngx_module_t  ngx_http_sagemaker_sessions_module = {
 
 
 static ngx_str_t  ngx_http_sagemaker_sessions_header_name =
-    ngx_string("X-Amzn-SageMaker-Session-Id");
+    ngx_string("x-amzn-sagemaker-session-id");
 
 
 static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
@@ -496,6 +506,16 @@ ngx_http_sagemaker_sessions_body(ngx_http_request_t *r, sms_request_t *req)
         if (b->in_file && !ngx_buf_in_memory(b)) {
             n = (size_t) (b->file_last - b->file_pos);
 
+            p = ngx_http_sagemaker_sessions_map(r, b->file, b->file_pos, n);
+
+            if (p) {
+                seg->data = p;
+                seg->len = n;
+                seg++;
+                req->nbody++;
+                continue;
+            }
+
             p = ngx_pnalloc(r->pool, n ? n : 1);
             if (p == NULL) {
                 return NGX_ERROR;
@@ -526,6 +546,73 @@ ngx_http_sagemaker_sessions_body(ngx_http_request_t *r, sms_request_t *req)
 }
 
 
+/*
+ * A part of the body that nginx wrote to its temp file, mapped instead of
+ * read: the core looks at the first bytes of most bodies only, so a large
+ * body that needs no inspection (an image, a tensor) costs no memory, and
+ * one that does is paged in from the file's cache. Only nginx's own,
+ * already unlinked, temp file is mapped (nothing can truncate it under the
+ * mapping); NULL means read it instead.
+ */
+
+static u_char *
+ngx_http_sagemaker_sessions_map(ngx_http_request_t *r, ngx_file_t *file,
+    off_t offset, size_t size)
+{
+    off_t                                start;
+    size_t                               len;
+    u_char                              *addr;
+    ngx_file_info_t                      fi;
+    ngx_pool_cleanup_t                  *cln;
+    ngx_http_sagemaker_sessions_map_t   *m;
+
+    if (size == 0
+        || r->request_body->temp_file == NULL
+        || file != &r->request_body->temp_file->file
+        || r->request_body->temp_file->persistent
+        || file->fd == NGX_INVALID_FILE
+        || ngx_fd_info(file->fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) < offset + (off_t) size)
+    {
+        return NULL;
+    }
+
+    start = offset & ~((off_t) ngx_pagesize - 1);
+    len = size + (size_t) (offset - start);
+
+    cln = ngx_pool_cleanup_add(r->pool,
+                               sizeof(ngx_http_sagemaker_sessions_map_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    addr = mmap(NULL, len, PROT_READ, MAP_PRIVATE, file->fd, start);
+
+    if (addr == MAP_FAILED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, ngx_errno,
+                      "sagemaker sessions: mmap(\"%V\") failed, "
+                      "reading the body instead", &file->name);
+        return NULL;
+    }
+
+    m = cln->data;
+    m->addr = addr;
+    m->len = len;
+    cln->handler = ngx_http_sagemaker_sessions_unmap;
+
+    return addr + (offset - start);
+}
+
+
+static void
+ngx_http_sagemaker_sessions_unmap(void *data)
+{
+    ngx_http_sagemaker_sessions_map_t  *m = data;
+
+    munmap(m->addr, m->len);
+}
+
+
 static ngx_table_elt_t *
 ngx_http_sagemaker_sessions_header(ngx_http_request_t *r, int *count)
 {
@@ -551,10 +638,11 @@ ngx_http_sagemaker_sessions_header(ngx_http_request_t *r, int *count)
             i = 0;
         }
 
+        /* nginx has lowercased every request header name already */
         if (h[i].key.len == ngx_http_sagemaker_sessions_header_name.len
-            && ngx_strncasecmp(h[i].key.data,
-                               ngx_http_sagemaker_sessions_header_name.data,
-                               h[i].key.len)
+            && ngx_strncmp(h[i].lowcase_key,
+                           ngx_http_sagemaker_sessions_header_name.data,
+                           h[i].key.len)
                == 0)
         {
             if (first == NULL) {

@@ -71,20 +71,24 @@ enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 { throw .current }
         defer { close(fd) }
-        var out = [UInt8](repeating: 0, count: limit + 1)
-        var total = 0
-        while total <= limit {
-            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, limit + 1 - total) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .current
+        var failure: Int32 = 0
+        let out = [UInt8](unsafeUninitializedCapacity: limit + 1) { buffer, count in
+            var total = 0
+            while total <= limit, let base = buffer.baseAddress {
+                let n = read(fd, base + total, limit + 1 - total)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    break
+                }
+                total += n
+                // a regular file gives all it has at once: a short read is its end
+                if n == 0 || total <= limit { break }
             }
-            total += n
-            // a regular file gives all it has at once: a short read is its end
-            if n == 0 || total <= limit { break }
+            count = total
         }
-        if total > limit { throw SystemError(EFBIG) }
-        out.removeSubrange(total...)
+        if failure != 0 { throw SystemError(failure) }
+        if out.count > limit { throw SystemError(EFBIG) }
         return out
     }
 

@@ -23,6 +23,8 @@ public enum JSONSplice {
         case notAnObject
         /// A value on the way is not an object; the path up to it.
         case blocked(prefix: [String])
+        /// Nested deeper than `maxDepth` (jansson's bound): not read further.
+        case tooDeep
     }
 
     /// Nesting deeper than this is refused, as jansson refuses it.
@@ -36,6 +38,15 @@ public enum JSONSplice {
 
     /// `utf8`: the path's segments as bytes, computed once per location.
     public static func set(_ value: String, at path: [String], utf8: [[UInt8]], in body: RequestBody) throws(Failure) -> [Piece] {
+        var value = value
+        return try value.withUTF8 { v in
+            Result { () throws(Failure) in try set(UnsafeRawBufferPointer(v), at: path, utf8: utf8, in: body) }
+        }.get()
+    }
+
+    /// `value`: the string's UTF-8 bytes, where the caller holds them.
+    public static func set(_ value: UnsafeRawBufferPointer, at path: [String], utf8: [[UInt8]],
+                           in body: RequestBody) throws(Failure) -> [Piece] {
         guard !path.isEmpty else { throw .notAnObject }
         var scanner = Scanner(body: body, path: utf8)
         try scanner.document()
@@ -44,8 +55,21 @@ public enum JSONSplice {
 
     /// `"text"`, escaped as JSON requires, appended to `out`.
     static func appendQuoted(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { appendQuoted(UnsafeRawBufferPointer($0), to: &out) }
+    }
+
+    static func appendQuoted(_ text: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + text.count + 2)
         out.append(UInt8(ascii: "\""))
-        for b in text.utf8 {
+        var i = 0
+        while i < text.count, Scanner.isPlain(text[i]), text[i] != 0x7f { i += 1 }
+        if i == text.count {
+            out.append(contentsOf: text)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        for b in text {
             switch b {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
                 out.append(0x5c)
@@ -74,9 +98,8 @@ public enum JSONSplice {
         out.append(UInt8(ascii: "\""))
     }
 
-    static func quoted(_ text: String) -> [UInt8] {
+    static func quoted(_ text: UnsafeRawBufferPointer) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count + 2)
         appendQuoted(text, to: &out)
         return out
     }
@@ -85,34 +108,58 @@ public enum JSONSplice {
 extension JSONSplice {
     /// One pass over the body's bytes, across its segments.
     struct Scanner {
+        struct Found {
+            var start: Int
+            var end: Int
+            var isObject: Bool
+        }
+
+        /// An object on the path: where it closes, whether it is empty.
+        struct Holder {
+            var close: Int
+            var isEmpty: Bool
+        }
+
+        struct Level {
+            var found: Found?
+            var holder: Holder?
+        }
+
         let segments: [UnsafeRawBufferPointer]
         let path: [[UInt8]]
         var segment = 0
         var offset = 0
         var position = 0
 
-        /// Per level of the path: the last value found for its key...
-        var found: [(start: Int, end: Int, isObject: Bool)?]
-        /// ...and the object that holds it: where it closes, whether empty.
-        var container: [(close: Int, isEmpty: Bool)?]
+        /// Per level of the path: the last value found for its key, and the
+        /// object that holds it.
+        var levels: [Level]
+
+        /// The segment being read: `segments[segment]`.
+        var current: UnsafeRawBufferPointer
 
         init(body: RequestBody, path: [[UInt8]]) {
             segments = body.segments
             self.path = path
-            found = Array(repeating: nil, count: path.count)
-            container = Array(repeating: nil, count: path.count)
+            levels = Array(repeating: Level(), count: path.count)
+            current = segments.first ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
 
         // MARK: reading
 
         @inline(__always)
         mutating func peek() -> UInt8? {
-            while segment < segments.count {
-                if offset < segments[segment].count { return segments[segment][offset] }
+            if offset < current.count { return current[offset] }
+            return peekNextSegment()
+        }
+
+        mutating func peekNextSegment() -> UInt8? {
+            while offset >= current.count && segment + 1 < segments.count {
                 segment += 1
                 offset = 0
+                current = segments[segment]
             }
-            return nil
+            return offset < current.count ? current[offset] : nil
         }
 
         @inline(__always)
@@ -147,12 +194,12 @@ extension JSONSplice {
 
         /// `level`: this object holds path[level] (nil: off the path).
         mutating func object(depth: Int, level: Int?) throws(Failure) {
-            guard depth <= JSONSplice.maxDepth else { throw .notAnObject }
+            guard depth <= JSONSplice.maxDepth else { throw .tooDeep }
             try expect(UInt8(ascii: "{"))
             skipBlanks()
             var isEmpty = true
             if peek() == UInt8(ascii: "}") {
-                if let level { container[level] = (position, true) }
+                if let level { levels[level].holder = Holder(close: position, isEmpty: true) }
                 advance()
                 return
             }
@@ -165,14 +212,13 @@ extension JSONSplice {
                 isEmpty = false
                 if matches, let level {
                     for deeper in (level + 1)..<max(level + 1, path.count) {
-                        found[deeper] = nil
-                        container[deeper] = nil
+                        levels[deeper] = Level()
                     }
                     let start = position
                     let isObject = peek() == UInt8(ascii: "{")
                     let inner = isObject && level + 1 < path.count ? level + 1 : nil
                     try value(depth: depth + 1, level: inner)
-                    found[level] = (start, position, isObject)
+                    levels[level].found = Found(start: start, end: position, isObject: isObject)
                 } else {
                     try value(depth: depth + 1, level: nil)
                 }
@@ -180,7 +226,7 @@ extension JSONSplice {
                 switch next() {
                 case UInt8(ascii: ","): continue
                 case UInt8(ascii: "}"):
-                    if let level { container[level] = (position - 1, isEmpty) }
+                    if let level { levels[level].holder = Holder(close: position - 1, isEmpty: isEmpty) }
                     return
                 default: throw .notAnObject
                 }
@@ -200,7 +246,7 @@ extension JSONSplice {
         }
 
         mutating func array(depth: Int) throws(Failure) {
-            guard depth <= JSONSplice.maxDepth else { throw .notAnObject }
+            guard depth <= JSONSplice.maxDepth else { throw .tooDeep }
             try expect(UInt8(ascii: "["))
             skipBlanks()
             if peek() == UInt8(ascii: "]") {
@@ -262,7 +308,7 @@ extension JSONSplice {
             try expect(UInt8(ascii: "\""))
             var match = Match(wanted)
             while true {
-                if wanted == nil { skipPlainRun() }
+                if match.isOn { plainRun(into: &match) } else { skipPlainRun() }
                 guard let b = next() else { throw .notAnObject }
                 switch b {
                 case UInt8(ascii: "\""):
@@ -283,8 +329,8 @@ extension JSONSplice {
         /// control character, not `"` or `\`.
         @inline(__always)
         mutating func skipPlainRun() {
-            guard segment < segments.count, let base = segments[segment].baseAddress else { return }
-            let count = segments[segment].count
+            guard let base = current.baseAddress else { return }
+            let count = current.count
             var i = offset
             while i + 8 <= count {
                 let w = (base + i).loadUnaligned(as: UInt64.self)
@@ -297,8 +343,30 @@ extension JSONSplice {
                 if high | control | quote | slash != 0 { break }
                 i += 8
             }
+            while i < count, Scanner.isPlain(base.load(fromByteOffset: i, as: UInt8.self)) { i += 1 }
             position += i - offset
             offset = i
+        }
+
+        /// Plain bytes of a key compared with the wanted one as they go by.
+        @inline(__always)
+        mutating func plainRun(into match: inout Match) {
+            guard let base = current.baseAddress else { return }
+            let count = current.count
+            var i = offset
+            while i < count {
+                let b = base.load(fromByteOffset: i, as: UInt8.self)
+                guard Scanner.isPlain(b) else { break }
+                match.feed(b)
+                i += 1
+            }
+            position += i - offset
+            offset = i
+        }
+
+        @inline(__always)
+        static func isPlain(_ b: UInt8) -> Bool {
+            b >= 0x20 && b < 0x80 && b != UInt8(ascii: "\"") && b != UInt8(ascii: "\\")
         }
 
         mutating func escape(into out: inout Match) throws(Failure) {
@@ -368,13 +436,13 @@ extension JSONSplice {
 
         // MARK: the new body
 
-        func splice(_ value: String, path: [String]) throws(Failure) -> [Piece] {
+        func splice(_ value: UnsafeRawBufferPointer, path: [String]) throws(Failure) -> [Piece] {
             for level in 0..<path.count {
-                guard let hit = found[level] else {
+                guard let hit = levels[level].found else {
                     // insert what is missing before the holder's closing brace
-                    guard let holder = container[level] else { throw .notAnObject }
+                    guard let holder = levels[level].holder else { throw .notAnObject }
                     var piece: [UInt8] = []
-                    piece.reserveCapacity(value.utf8.count + path[level...].reduce(0) { $0 + $1.utf8.count + 5 } + 4)
+                    piece.reserveCapacity(value.count + path[level...].reduce(0) { $0 + $1.utf8.count + 5 } + 4)
                     if !holder.isEmpty { piece.append(UInt8(ascii: ",")) }
                     for (k, name) in path[level...].enumerated() {
                         if k > 0 { piece.append(UInt8(ascii: "{")) }

@@ -13,9 +13,9 @@ final class SessionCache {
     private let root: String
     private var fd: Int32 = -1
     private var rootWatch: Int32 = -1
-    private var entries: [String: (expiresAt: Double, watch: Int32)] = [:]
-    private var watched: [Int32: String] = [:]
-    private var order: [String] = []
+    private var entries: [SessionKey: (expiresAt: Double, watch: Int32)] = [:]
+    private var watched: [Int32: SessionKey] = [:]
+    private var order: [SessionKey] = []
     private var next = 0
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
@@ -48,14 +48,14 @@ final class SessionCache {
     }
 
     /// The cached expiry of `id`, after every change so far has been applied.
-    func expiration(of id: String) -> Double? {
+    func expiration(of id: SessionKey) -> Double? {
         drain()
         return entries[id]?.expiresAt
     }
 
     /// Watches the session's directory, then reads it with `read`: a change
     /// made after the read is seen, one made before is read.
-    func remember(_ id: String, directory: String, read: () throws(SystemError) -> Double?) throws(SystemError) -> Double? {
+    func remember(_ id: SessionKey, directory: String, read: () throws(SystemError) -> Double?) throws(SystemError) -> Double? {
         guard isOn else { return try read() }
         let watch = inotify_add_watch(fd, directory, SessionCache.sessionEvents)
         guard watch >= 0 else {
@@ -80,13 +80,13 @@ final class SessionCache {
         return value
     }
 
-    func forget(_ id: String) {
+    func forget(_ id: SessionKey) {
         guard let entry = entries.removeValue(forKey: id) else { return }
         watched[entry.watch] = nil
         inotify_rm_watch(fd, entry.watch)
     }
 
-    private func insert(_ id: String, _ expiresAt: Double, _ watch: Int32) {
+    private func insert(_ id: SessionKey, _ expiresAt: Double, _ watch: Int32) {
         if entries.count >= capacity { evictOne() }
         entries[id] = (expiresAt, watch)
         watched[watch] = id
@@ -143,8 +143,8 @@ final class SessionCache {
                 if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
                     clear()
                     rootWatch = -1
-                } else {
-                    forget(name)
+                } else if let id = SessionKey(name) {
+                    forget(id)
                 }
             } else if let id = watched[wd] {
                 if mask & UInt32(IN_IGNORED) != 0 {

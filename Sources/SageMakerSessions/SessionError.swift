@@ -6,6 +6,7 @@ public enum SessionError: Error, Equatable {
     case notFound(String)
     case expired(String)
     case notAnObject(path: String)
+    case tooDeep(path: String)
     case cannotInject(path: String, blockedAt: String)
     case createFailed(SystemError)
     case closeFailed(SystemError)
@@ -33,6 +34,9 @@ public enum SessionError: Error, Equatable {
             return .error(400, "Bad request: session expired: \(id)", log: (.info, "session expired: \(id)"))
         case .notAnObject(let path):
             let detail = "Bad request: the body must be a JSON object to carry the session id at \"\(path)\""
+            return .error(400, detail, log: (.info, detail))
+        case .tooDeep(let path):
+            let detail = "Bad request: the body is nested more than \(JSONSplice.maxDepth) levels deep: cannot write the session id at \"\(path)\""
             return .error(400, detail, log: (.info, detail))
         case .cannotInject(let path, let blockedAt):
             let detail = "Bad request: cannot write the session id at \"\(path)\": \"\(blockedAt)\" is not an object"

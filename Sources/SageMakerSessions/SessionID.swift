@@ -12,18 +12,7 @@ public enum SessionID {
     }
 
     static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count == length else { return false }
-        var i = 0
-        while i < length {
-            let b = bytes[i]
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                if b != UInt8(ascii: "-") { return false }
-            } else if !((b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66)) {
-                return false
-            }
-            i += 1
-        }
-        return true
+        SessionKey(bytes) != nil
     }
 
     static func isCanonical(_ bytes: [UInt8]) -> Bool {
@@ -36,29 +25,28 @@ public enum SessionID {
 
     /// A random (version 4) UUID.
     public static func generate<R: RandomNumberGenerator>(using rng: inout R) -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in stride(from: 0, to: 16, by: 8) {
-            var word = rng.next()
-            for j in 0..<8 {
-                bytes[i + j] = UInt8(truncatingIfNeeded: word)
-                word >>= 8
+        let words = (rng.next(), rng.next())
+        return String(unsafeUninitializedCapacity: length) { out in
+            let hex: StaticString = "0123456789abcdef"
+            var i = 0
+            for k in 0..<16 {
+                var b = UInt8(truncatingIfNeeded: (k < 8 ? words.0 : words.1) >> (8 * UInt64(k % 8)))
+                if k == 6 { b = (b & 0x0f) | 0x40 }
+                if k == 8 { b = (b & 0x3f) | 0x80 }
+                if k == 4 || k == 6 || k == 8 || k == 10 {
+                    out[i] = UInt8(ascii: "-")
+                    i += 1
+                }
+                out[i] = hex.utf8Start[Int(b >> 4)]
+                out[i + 1] = hex.utf8Start[Int(b & 0x0f)]
+                i += 2
             }
+            return i
         }
-        bytes[6] = (bytes[6] & 0x0f) | 0x40
-        bytes[8] = (bytes[8] & 0x3f) | 0x80
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(length)
-        for (i, b) in bytes.enumerated() {
-            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int(b >> 4)])
-            out.append(hex[Int(b & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     public static func generate() -> String {
-        var rng = SystemRandomNumberGenerator()
+        var rng = RandomBytes()
         return generate(using: &rng)
     }
 }

@@ -49,6 +49,13 @@ public struct SessionManager {
     ///     which one is meant cannot be told, so a request that uses it is refused.
     public func decide(sessionID: [UInt8]?, body: RequestBody, repeatedHeader: Bool = false,
                        now: Double = WallClock.now()) -> Decision {
+        guard let sessionID else { return decide(header: nil, body: body, repeatedHeader: repeatedHeader, now: now) }
+        return sessionID.withUnsafeBytes { decide(header: $0, body: body, repeatedHeader: repeatedHeader, now: now) }
+    }
+
+    /// The same with the header's bytes where nginx holds them.
+    public func decide(header sessionID: UnsafeRawBufferPointer?, body: RequestBody, repeatedHeader: Bool = false,
+                       now: Double = WallClock.now()) -> Decision {
         do {
             return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now)
         } catch {
@@ -56,7 +63,7 @@ public struct SessionManager {
         }
     }
 
-    func route(sessionID: [UInt8]?, body: RequestBody, repeatedHeader: Bool, now: Double) throws(SessionError) -> Decision {
+    func route(sessionID: UnsafeRawBufferPointer?, body: RequestBody, repeatedHeader: Bool, now: Double) throws(SessionError) -> Decision {
         let kind = SessionRequest.classify(body)
         if repeatedHeader {
             switch kind {
@@ -93,12 +100,14 @@ public struct SessionManager {
         }
         let expires = UTCTimestamp.format(unixSeconds: created.expiresAt)
         return Answer(status: 200, contentType: Answer.text,
-                      header: (Answer.newSessionIDHeader, "\(created.id); Expires=\(expires)"),
-                      body: "Session \(created.id) created",
-                      log: (.info, "session \(created.id) created, expires \(expires)"))
+                      header: (Answer.newSessionIDHeader, Text.concat(created.id, "; Expires=", expires)),
+                      body: Text.concat("Session ", created.id, " created"),
+                      log: created.remadeRoot
+                          ? (.warn, "sessions directory \"\(store.root)\" was missing: made again; session \(created.id) created")
+                          : (.info, Text.concat("session ", created.id, " created, expires ", expires)))
     }
 
-    func close(_ sessionID: [UInt8]?, now: Double) throws(SessionError) -> Answer {
+    func close(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> Answer {
         guard let store else { throw .disabled }
         guard let raw = sessionID, !raw.isEmpty else { throw .missingSessionID }
         let id = String(decoding: raw, as: UTF8.self)
@@ -118,37 +127,38 @@ public struct SessionManager {
         }
     }
 
-    func invoke(_ sessionID: [UInt8]?, body: RequestBody, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
+    func invoke(_ sessionID: UnsafeRawBufferPointer?, body: RequestBody, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
         guard let raw = sessionID else { return .pass }
         if engineOwnsSessions {
             if raw.isEmpty { return .pass }
             guard let path = injectPath else { return .pass }
-            return .passWithBody(try inject(try text(raw), at: path, body: body, parsed: parsed))
+            _ = try text(raw)
+            return .passWithBody(try inject(raw, at: path, body: body, parsed: parsed))
         }
         guard let store else { throw .disabled }
         if raw.isEmpty { return .pass }
-        let id = String(decoding: raw, as: UTF8.self)
         let found: SessionStore.Lookup
         do {
-            found = try store.lookup(id, now: now)
+            found = try store.lookup(raw, now: now)
         } catch {
-            throw .readFailed(id: id, error)
+            throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
         }
         switch found {
-        case .notFound: throw .notFound(id)
-        case .expired: throw .expired(id)
+        case .notFound: throw .notFound(String(decoding: raw, as: UTF8.self))
+        case .expired: throw .expired(String(decoding: raw, as: UTF8.self))
         case .valid: break
         }
         guard let path = injectPath else { return .pass }
-        return .passWithBody(try inject(id, at: path, body: body, parsed: parsed))
+        return .passWithBody(try inject(raw, at: path, body: body, parsed: parsed))
     }
 
-    func inject(_ id: String, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> [JSONSplice.Piece] {
+    func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> [JSONSplice.Piece] {
         do {
             return try JSONSplice.set(id, at: path.segments, utf8: path.utf8, in: body)
         } catch {
             switch error {
             case .notAnObject: throw .notAnObject(path: path.description)
+            case .tooDeep: throw .tooDeep(path: path.description)
             case .blocked(let prefix):
                 throw .cannotInject(path: path.description, blockedAt: JSONPath(segments: prefix).description)
             }
@@ -157,7 +167,7 @@ public struct SessionManager {
 
     /// The close defaults with the client's session id written at the
     /// handler's path (after the defaults, so the id wins).
-    func closeBody(_ handler: CloseHandler, _ sessionID: [UInt8]?) throws(SessionError) -> JSON {
+    func closeBody(_ handler: CloseHandler, _ sessionID: UnsafeRawBufferPointer?) throws(SessionError) -> JSON {
         guard let raw = sessionID, !raw.isEmpty else { throw .missingSessionID }
         let id = try text(raw)
         guard let body = handler.defaults.body(), let value = JSON.string(id) else { throw .outOfMemory }
@@ -174,7 +184,7 @@ public struct SessionManager {
     }
 
     /// Session ids the engine sees must be text.
-    func text(_ raw: [UInt8]) throws(SessionError) -> String {
+    func text(_ raw: UnsafeRawBufferPointer) throws(SessionError) -> String {
         guard let id = String(validating: raw, as: UTF8.self) else { throw .invalidSessionID }
         return id
     }

@@ -16,6 +16,11 @@ public enum SessionRequest {
 
     public static func classify(_ body: RequestBody) -> SessionRequest {
         guard body.startsLikeObject, mayName(key, body) else { return .invocation(parsed: nil) }
+        switch plainRequestType(body) {
+        case "NEW_SESSION": return .newSession
+        case "CLOSE": return .close
+        default: break
+        }
         guard let json = body.parse(), json.isObject else { return .invocation(parsed: nil) }
         guard let type = json[key] else { return .invocation(parsed: json) }
         let extra = json.keys.filter { $0 != key }
@@ -31,6 +36,47 @@ public enum SessionRequest {
         case .none:
             return .malformed("Invalid session request: requestType must be a string, \"NEW_SESSION\" or \"CLOSE\"")
         }
+    }
+
+    /// The `requestType` of a body made of nothing but `"requestType"`
+    /// members with plain ASCII string values, the last one winning as in a
+    /// parser: what clients send for NEW_SESSION and CLOSE, read without
+    /// building a parse tree. nil for anything else, which the parser reads.
+    static func plainRequestType(_ body: RequestBody) -> String? {
+        guard body.segments.count == 1, let bytes = body.segments.first else { return nil }
+        var i = 0
+        let n = bytes.count
+        func blanks() {
+            while i < n, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0a || bytes[i] == 0x0d { i += 1 }
+        }
+        func take(_ b: UInt8) -> Bool {
+            blanks()
+            guard i < n, bytes[i] == b else { return false }
+            i += 1
+            return true
+        }
+        /// A string of plain ASCII (no escapes, no control characters).
+        func plainString() -> Range<Int>? {
+            guard take(UInt8(ascii: "\"")) else { return nil }
+            let start = i
+            while i < n, bytes[i] >= 0x20, bytes[i] < 0x80, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\") {
+                i += 1
+            }
+            guard i < n, bytes[i] == UInt8(ascii: "\"") else { return nil }
+            i += 1
+            return start..<i - 1
+        }
+        guard take(UInt8(ascii: "{")) else { return nil }
+        var value: Range<Int>? = nil
+        repeat {
+            guard let name = plainString(), bytes[name].elementsEqual(keyBytes),
+                  take(UInt8(ascii: ":")), let v = plainString() else { return nil }
+            value = v
+        } while take(UInt8(ascii: ","))
+        guard take(UInt8(ascii: "}")) else { return nil }
+        blanks()
+        guard i == n, let value else { return nil }
+        return String(decoding: bytes[value], as: UTF8.self)
     }
 
     /// Only a body whose first non-blank byte is `{` can be a JSON object.

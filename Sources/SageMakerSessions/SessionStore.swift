@@ -33,6 +33,9 @@ public final class SessionStore {
     public struct Created: Equatable {
         public let id: String
         public let expiresAt: Double
+        /// The sessions directory was missing (removed while nginx ran) and
+        /// this create made it again.
+        public var remadeRoot = false
     }
 
     public enum Lookup: Equatable {
@@ -64,7 +67,18 @@ public final class SessionStore {
         guard !isFull() else { throw SystemError.limitReached }
         let expiresAt = now + Double(expiration)
         let directory = directory(of: id)
-        try FileSystem.makeDirectory(directory)
+        var remadeRoot = false
+        do {
+            try FileSystem.makeDirectory(directory)
+        } catch {
+            // The sessions directory itself is gone (removed by hand, by a
+            // cleanup job): made again, as at start-up, where the workers'
+            // user may (/dev/shm, /tmp); the sessions that were in it are gone.
+            guard error.code == ENOENT, !FileSystem.isDirectory(root) else { throw error }
+            try FileSystem.makeDirectories(root)
+            try FileSystem.makeDirectory(directory)
+            remadeRoot = true
+        }
         do {
             try FileSystem.createFile(directory + "/.expiration_ts",
                                       bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
@@ -72,22 +86,34 @@ public final class SessionStore {
             try? FileSystem.removeTree(directory)
             throw error
         }
-        return Created(id: id, expiresAt: expiresAt)
+        return Created(id: id, expiresAt: expiresAt, remadeRoot: remadeRoot)
     }
 
     /// Checks a session on disk. An expired one is removed on the spot, and is
     /// reported as expired to this caller and as not found to later ones.
     public func lookup(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
-        guard SessionID.isCanonical(id) else { return .notFound }
-        var known = cache.expiration(of: id)
+        guard let key = SessionKey(id) else { return .notFound }
+        return try lookup(key, id, now: now)
+    }
+
+    /// The same for a header's bytes: a session this worker has seen before
+    /// is checked without building its id as text.
+    public func lookup(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+        guard let key = SessionKey(id) else { return .notFound }
+        return try lookup(key, String(decoding: id, as: UTF8.self), now: now)
+    }
+
+    func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
+        var known = cache.expiration(of: key)
         if known == nil {
-            known = try cache.remember(id, directory: directory(of: id)) { () throws(SystemError) -> Double? in
+            let id = id()
+            known = try cache.remember(key, directory: directory(of: id)) { () throws(SystemError) -> Double? in
                 try self.expiration(of: id)
             }
         }
         guard let expiresAt = known else { return .notFound }
         if now > expiresAt {
-            retire(id)
+            retire(id())
             return .expired
         }
         return .valid(expiresAt: expiresAt)
@@ -107,7 +133,7 @@ public final class SessionStore {
         case .valid: break
         }
         let gone = removingName(for: id)
-        cache.forget(id)
+        if let key = SessionKey(id) { cache.forget(key) }
         do {
             try FileSystem.rename(directory(of: id), gone)
         } catch {
@@ -134,7 +160,7 @@ public final class SessionStore {
     /// Takes a session out of sight, then removes its files; a failure to
     /// remove leaves a dot-entry that the sweep finishes later.
     func retire(_ id: String) {
-        cache.forget(id)
+        if let key = SessionKey(id) { cache.forget(key) }
         let gone = removingName(for: id)
         guard (try? FileSystem.rename(directory(of: id), gone)) != nil else { return }
         try? FileSystem.removeTree(gone)

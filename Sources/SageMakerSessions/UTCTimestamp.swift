@@ -11,7 +11,30 @@ public enum UTCTimestamp {
             days -= 1
         }
         let (y, m, d) = civil(fromDays: days)
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2))Z"
+        guard (0...9999).contains(y) else {
+            return pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T" + pad(secs / 3600, 2) + ":"
+                + pad(secs / 60 % 60, 2) + ":" + pad(secs % 60, 2) + "Z"
+        }
+        // the usual case, written byte by byte: this is on every NEW_SESSION
+        return String(unsafeUninitializedCapacity: 20) { out in
+            var i = 0
+            func two(_ v: Int64, then separator: UInt8) {
+                out[i] = UInt8(truncatingIfNeeded: 0x30 + v / 10)
+                out[i + 1] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                out[i + 2] = separator
+                i += 3
+            }
+            out[0] = UInt8(truncatingIfNeeded: 0x30 + y / 1000)
+            out[1] = UInt8(truncatingIfNeeded: 0x30 + y / 100 % 10)
+            i = 2
+            two(y % 100, then: UInt8(ascii: "-"))
+            two(m, then: UInt8(ascii: "-"))
+            two(d, then: UInt8(ascii: "T"))
+            two(secs / 3600, then: UInt8(ascii: ":"))
+            two(secs / 60 % 60, then: UInt8(ascii: ":"))
+            two(secs % 60, then: UInt8(ascii: "Z"))
+            return i
+        }
     }
 
     /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
@@ -40,7 +63,31 @@ public enum UTCTimestamp {
             return unixSeconds.isFinite ? "\(unixSeconds)" : "0"
         }
         let m = Int64(micros)
-        let sign = m < 0 ? "-" : ""
-        return "\(sign)\(m.magnitude / 1_000_000).\(pad(Int64(m.magnitude % 1_000_000), 6))"
+        return String(unsafeUninitializedCapacity: 28) { out in
+            var i = 0
+            if m < 0 {
+                out[0] = UInt8(ascii: "-")
+                i = 1
+            }
+            var whole = m.magnitude / 1_000_000
+            var count = 1
+            var rest = whole
+            while rest >= 10 {
+                rest /= 10
+                count += 1
+            }
+            for k in stride(from: i + count - 1, through: i, by: -1) {
+                out[k] = UInt8(truncatingIfNeeded: 0x30 + whole % 10)
+                whole /= 10
+            }
+            i += count
+            out[i] = UInt8(ascii: ".")
+            var fraction = m.magnitude % 1_000_000
+            for k in stride(from: i + 6, to: i, by: -1) {
+                out[k] = UInt8(truncatingIfNeeded: 0x30 + fraction % 10)
+                fraction /= 10
+            }
+            return i + 7
+        }
     }
 }

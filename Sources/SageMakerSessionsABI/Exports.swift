@@ -156,7 +156,8 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
         segments.reserveCapacity(r.nbody)
         for i in 0..<r.nbody { segments.append(bytes(body[i])) }
     }
-    let decision = manager(store, location).decide(sessionID: sessionID(r), body: RequestBody(segments: segments),
+    let header = r.session_id.data == nil ? nil : bytes(r.session_id)
+    let decision = manager(store, location).decide(header: header, body: RequestBody(segments: segments),
                                                    repeatedHeader: r.session_ids > 1)
     return write(decision, to: output) { alloc(pool, $0) }
 }

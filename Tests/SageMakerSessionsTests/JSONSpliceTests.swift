@@ -81,11 +81,18 @@ final class JSONSpliceTests: XCTestCase {
 
     func testDepthIsBounded() {
         let deep = String(repeating: "{\"a\":", count: 3000) + "1" + String(repeating: "}", count: 3000)
-        XCTAssertThrowsError(try spliced(deep, ["id"]))
+        XCTAssertThrowsError(try spliced(deep, ["id"])) { XCTAssertEqual($0 as? JSONSplice.Failure, .tooDeep) }
         let ok = String(repeating: "{\"a\":", count: 1000) + "1" + String(repeating: "}", count: 1000)
         XCTAssertNoThrow(try spliced(ok, ["id"]))
         let arrays = "{\"a\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}"
-        XCTAssertThrowsError(try spliced(arrays, ["id"]))
+        XCTAssertThrowsError(try spliced(arrays, ["id"])) { XCTAssertEqual($0 as? JSONSplice.Failure, .tooDeep) }
+        // exactly at the bound: the object and 2047 arrays inside it
+        let edge = "{\"a\":" + String(repeating: "[", count: 2047) + String(repeating: "]", count: 2047) + "}"
+        XCTAssertNoThrow(try spliced(edge, ["id"]))
+        XCTAssertNotNil(JSON.parse(edge), "jansson's bound is the same")
+        let over = "{\"a\":" + String(repeating: "[", count: 2048) + String(repeating: "]", count: 2048) + "}"
+        XCTAssertThrowsError(try spliced(over, ["id"])) { XCTAssertEqual($0 as? JSONSplice.Failure, .tooDeep) }
+        XCTAssertNil(JSON.parse(over), "jansson's bound is the same")
     }
 
     func testAgreesWithJansson() throws {

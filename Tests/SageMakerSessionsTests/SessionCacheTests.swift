@@ -70,7 +70,8 @@ final class SessionCacheTests: TempDirectoryTestCase {
         var ids: [String] = []
         for _ in 0..<5 { ids.append(try store.create(now: t0).id) }
         for id in ids {
-            _ = try cache.remember(id, directory: store.directory(of: id)) { () throws(SystemError) in
+            let key = try XCTUnwrap(SessionKey(id))
+            _ = try cache.remember(key, directory: store.directory(of: id)) { () throws(SystemError) in
                 try store.expiration(of: id)
             }
         }
@@ -96,5 +97,12 @@ final class SessionCacheTests: TempDirectoryTestCase {
         XCTAssertTrue(TestFS.mkdir(root))
         let again = try store.create(now: t0)
         XCTAssertEqual(try store.lookup(again.id, now: t0), .valid(expiresAt: again.expiresAt))
+    }
+}
+
+extension SessionCache {
+    /// What the cache holds for a session named by its text.
+    func expiration(of id: String) -> Double? {
+        SessionKey(id).flatMap { expiration(of: $0) }
     }
 }

@@ -101,4 +101,63 @@ final class SessionIDTests: XCTestCase {
         for _ in 0..<1000 { seen.insert(SessionID.generate()) }
         XCTAssertEqual(seen.count, 1000)
     }
+
+    /// The key holds every hex digit in place: it is the id's 128 bits.
+    func testKeyIsTheIDsBits() throws {
+        let key = try XCTUnwrap(SessionKey("0f8fad5b-d9cb-469f-a165-70867728950e"))
+        XCTAssertEqual(key.high, 0x0f8f_ad5b_d9cb_469f)
+        XCTAssertEqual(key.low, 0xa165_7086_7728_950e)
+        XCTAssertEqual(SessionKey("ffffffff-ffff-ffff-ffff-ffffffffffff")?.high, UInt64.max)
+        XCTAssertEqual(SessionKey("00000000-0000-0000-0000-000000000000")?.low, 0)
+    }
+
+    /// Any one byte changed to any other value gives another key or none.
+    func testKeyChangesWithEveryByte() {
+        let id = Array("0f8fad5b-d9cb-469f-a165-70867728950e".utf8)
+        let key = id.withUnsafeBytes { SessionKey($0) }
+        for i in 0..<id.count {
+            for v in 0...255 where UInt8(v) != id[i] {
+                var other = id
+                other[i] = UInt8(v)
+                let changed = other.withUnsafeBytes { SessionKey($0) }
+                XCTAssertNotEqual(changed, key, "byte \(i) = \(v)")
+                let isHex = (0x30...0x39).contains(v) || (0x61...0x66).contains(v)
+                XCTAssertEqual(changed != nil, isHex && ![8, 13, 18, 23].contains(i), "byte \(i) = \(v)")
+            }
+        }
+    }
+}
+
+final class RandomBytesTests: XCTestCase {
+    /// A child forked after the parent drew from the pool draws other bytes.
+    func testAForkedChildDrawsOtherBytes() throws {
+        var parent = RandomBytes()
+        _ = parent.next()
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let pid = fork()
+        if pid == 0 {
+            var child = RandomBytes()
+            var word = child.next()
+            _ = write(fds[1], &word, 8)
+            _exit(0)
+        }
+        XCTAssertGreaterThan(pid, 0)
+        var fromChild: UInt64 = 0
+        XCTAssertEqual(read(fds[0], &fromChild, 8), 8)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        close(fds[0])
+        close(fds[1])
+        let next = parent.next()
+        XCTAssertNotEqual(fromChild, next, "the child repeated the parent's next bytes")
+        XCTAssertNotNil(RandomBytes.page, "this kernel wipes the page on fork")
+    }
+
+    func testManyDrawsCrossRefills() {
+        var rng = RandomBytes()
+        var seen = Set<UInt64>()
+        for _ in 0..<5000 { seen.insert(rng.next()) }
+        XCTAssertEqual(seen.count, 5000)
+    }
 }

@@ -85,18 +85,23 @@ final class SessionManagerTests: TempDirectoryTestCase {
     }
 
     func testNewSessionStoreFailure() throws {
-        let m = SessionManager(store: SessionStore(root: root + "/removed", expiration: 1200), injectPath: nil)
+        XCTAssertTrue(TestFS.write(root + "/file", "x"))
+        let m = SessionManager(store: SessionStore(root: root + "/file/sessions", expiration: 1200), injectPath: nil)
         assertError(m.decide(header: nil, body: newSession, now: t0), 424,
-                    "Failed to create session: No such file or directory")
+                    "Failed to create session: Not a directory")
         let a = try XCTUnwrap(answer(m.decide(header: nil, body: newSession, now: t0)))
         XCTAssertEqual(a.log?.level, .error)
     }
 
-    func testNewSessionAfterRootIsRemoved() throws {
+    func testNewSessionAfterRootIsRemovedMakesItAgain() throws {
         let m = try manager()
         TestFS.removeTree(root)
-        assertError(m.decide(header: nil, body: newSession, now: t0), 424,
-                    "Failed to create session: No such file or directory")
+        let a = try XCTUnwrap(answer(m.decide(header: nil, body: newSession, now: t0)))
+        XCTAssertEqual(a.status, 200)
+        XCTAssertEqual(a.log?.level, .warn)
+        XCTAssertEqual(TestFS.entries(root).count, 1)
+        let again = try XCTUnwrap(answer(m.decide(header: nil, body: newSession, now: t0)))
+        XCTAssertEqual(again.log?.level, .info)
     }
 
     // MARK: CLOSE
@@ -250,6 +255,23 @@ final class SessionManagerTests: TempDirectoryTestCase {
         for body in ["[1,2]", "\"text\"", "42", "not json", "", #"{"a":1"#] {
             assertError(m.decide(header: id, body: body, now: t0 + 1), 400, detail)
         }
+    }
+
+    /// Too deep for jansson is not a session request (it cannot be read as
+    /// one): without a session header it passes; with one, the id cannot be
+    /// written and the 400 says why.
+    func testInjectionIntoBodyNestedTooDeep() throws {
+        let m = try manager(inject: "session_id")
+        let id = try createSession(m, now: t0)
+        let deep = String(repeating: #"{"a":"#, count: 100_000) + "1" + String(repeating: "}", count: 100_000)
+        let deepRequest = #"{"requestType":"NEW_SESSION","x":"# + String(repeating: "[", count: 100_000)
+            + String(repeating: "]", count: 100_000) + "}"
+        for body in [deep, deepRequest] {
+            assertError(m.decide(header: id, body: body, now: t0 + 1), 400,
+                        #"Bad request: the body is nested more than 2048 levels deep: cannot write the session id at \"session_id\""#)
+            XCTAssertTrue(isPass(m.decide(header: nil, body: body, now: t0 + 1)))
+        }
+        XCTAssertEqual(TestFS.entries(root), [id])
     }
 
     func testInjectionBlockedByNonObject() throws {

@@ -182,4 +182,36 @@ final class SessionRequestTests: XCTestCase {
         XCTAssertFalse(startsLikeObject([0x0b, 0x7b]))  // vertical tab is not JSON whitespace
         XCTAssertFalse(startsLikeObject([0x00, 0x7b]))
     }
+
+    /// The parser-free reading of plain requestType bodies agrees with the
+    /// parser on every body it reads, and leaves every other to it.
+    func testPlainRequestTypeAgreesWithTheParser() {
+        let keys = [#""requestType""#, #""requestType""#, #""requestType""#, #""request\u0054ype""#, #""x""#]
+        let values = [#""NEW_SESSION""#, #""CLOSE""#, #""other""#, #""NEW_\u0053ESSION""#, "1", "[]", "{}",
+                      "\"\u{7f}\"", #""é""#, "null"]
+        let blanks = ["", "", " ", "\n", "\t", "\r"]
+        let noise = ["", "", "", "", "", "", ",", "}", "{", ":", "\"", "\\", "x"]
+        var rng = SystemRandomNumberGenerator()
+        var read = 0
+        for _ in 0..<30_000 {
+            func any(_ list: [String]) -> String { list.randomElement(using: &rng) ?? "" }
+            var body = any(blanks) + "{"
+            for k in 0..<Int.random(in: 0...3, using: &rng) {
+                if k > 0 { body += any(blanks) + "," + any(blanks) }
+                body += any(keys) + any(blanks) + ":" + any(blanks) + any(values) + any(noise)
+            }
+            body += any(blanks) + "}" + any(blanks) + any(noise)
+            let fast = Array(body.utf8).withUnsafeBytes { SessionRequest.plainRequestType(RequestBody($0)) }
+            guard let fast else { continue }
+            read += 1
+            let parsed = JSON.parse(body)
+            XCTAssertEqual(parsed?.keys, [SessionRequest.key], body)
+            XCTAssertEqual(parsed?[SessionRequest.key]?.stringValue, fast, body)
+        }
+        XCTAssertGreaterThan(read, 200)
+        XCTAssertEqual(kind(#" {"requestType":"CLOSE" , "requestType" : "NEW_SESSION"}"#), .newSession)
+        XCTAssertNil(Array(#"{"requestType":"NEW_SESSION"} x"#.utf8).withUnsafeBytes {
+            SessionRequest.plainRequestType(RequestBody($0))
+        })
+    }
 }

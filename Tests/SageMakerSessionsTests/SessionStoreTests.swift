@@ -62,13 +62,24 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(TestFS.entries(root), [a.id, b.id].sorted())
     }
 
-    func testCreateFailsWhenRootIsMissing() {
-        let s = SessionStore(root: root + "/missing", expiration: 1200)
+    func testCreateMakesTheRootAgainWhenItWasRemoved() throws {
+        // removed while nginx runs (by hand, a cleanup job): made again, as at start-up
+        let s = SessionStore(root: root + "/missing/sessions", expiration: 1200)
+        let created = try s.create(now: t0)
+        XCTAssertTrue(created.remadeRoot)
+        XCTAssertEqual(TestFS.entries(root + "/missing/sessions"), [created.id])
+        XCTAssertEqual(try s.lookup(created.id, now: t0), .valid(expiresAt: t0 + 1200))
+        XCTAssertFalse(try s.create(now: t0).remadeRoot)
+    }
+
+    func testCreateFailsWhenTheRootCannotBeMade() {
+        XCTAssertTrue(TestFS.write(root + "/file", "x"))
+        let s = SessionStore(root: root + "/file/sessions", expiration: 1200)
         XCTAssertThrowsError(try s.create(now: t0)) { error in
-            XCTAssertEqual(error as? SystemError, SystemError(ENOENT))
-            XCTAssertEqual((error as? SystemError)?.description, "No such file or directory")
+            XCTAssertEqual(error as? SystemError, SystemError(ENOTDIR))
+            XCTAssertEqual((error as? SystemError)?.description, "Not a directory")
         }
-        XCTAssertEqual(TestFS.entries(root), [])
+        XCTAssertEqual(TestFS.entries(root), ["file"])
     }
 
     func testCreateWithHugeExpirationDoesNotTrap() throws {

@@ -81,4 +81,26 @@ final class UTCTimestampTests: XCTestCase {
         XCTAssertTrue(childExitsCleanly { _ = UTCTimestamp.format(unixSeconds: .nan) })
         XCTAssertEqual(JSON.parse(UTCTimestamp.jsonNumber(unixSeconds: 1e13))?.numberValue, 1e13)
     }
+
+    /// The byte-by-byte writers agree with plain string formatting.
+    func testFastFormattingMatchesPlainFormatting() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let t = Double(Int64.random(in: -62_135_596_800...253_402_300_799, using: &rng))
+                + Double.random(in: 0..<1, using: &rng)
+            let whole = Int64(t.rounded(.down))
+            let days = whole >= 0 ? whole / 86_400 : (whole - 86_399) / 86_400
+            let secs = whole - days * 86_400
+            let (y, m, d) = UTCTimestamp.civil(fromDays: days)
+            let p = UTCTimestamp.pad
+            XCTAssertEqual(UTCTimestamp.format(unixSeconds: t),
+                           "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(secs / 3600, 2)):\(p(secs / 60 % 60, 2)):\(p(secs % 60, 2))Z")
+            let micros = Int64((t * 1_000_000).rounded())
+            XCTAssertEqual(UTCTimestamp.jsonNumber(unixSeconds: t),
+                           "\(micros < 0 ? "-" : "")\(micros.magnitude / 1_000_000).\(p(Int64(micros.magnitude % 1_000_000), 6))")
+        }
+        XCTAssertEqual(UTCTimestamp.jsonNumber(unixSeconds: -1.5), "-1.500000")
+        XCTAssertEqual(UTCTimestamp.jsonNumber(unixSeconds: 8.9e12), "8900000000000.000000")
+        XCTAssertEqual(UTCTimestamp.format(unixSeconds: 1e15), UTCTimestamp.format(unixSeconds: 2e15))
+    }
 }
