@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from harness import MODULE, Engine, Nginx, remove_workdirs
+from harness import MODULE, Engine, Nginx, remove_workdirs, sanitizer_reports
 
 
 def pytest_sessionstart(session):
@@ -13,6 +13,24 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     remove_workdirs()
+    LATE_REPORTS.extend(sanitizer_reports())
+    if LATE_REPORTS:   # from processes that outlived their test
+        print("\nAddressSanitizer reports written between tests:\n" + "\n".join(LATE_REPORTS))
+        session.exitstatus = 1
+
+
+LATE_REPORTS = []
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Under `make asan`, a test fails if an nginx it ran (master, worker or
+    `nginx -t`) wrote an AddressSanitizer or LeakSanitizer report."""
+    LATE_REPORTS.extend(sanitizer_reports())
+    yield
+    reports = sanitizer_reports()
+    if reports:
+        pytest.fail("AddressSanitizer:\n" + "\n".join(reports), pytrace=False)
 
 
 @pytest.fixture

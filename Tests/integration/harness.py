@@ -17,8 +17,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODULE = os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# `make asan` points these at build-asan/'s module and Tests/sanitizers/nginx-asan.
+MODULE = os.environ.get("SMS_MODULE") or os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
+NGINX = os.environ.get("SMS_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+ASAN_LOG_DIR = os.environ.get("SMS_ASAN_LOG_DIR")
 
 SESSION = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION = "X-Amzn-SageMaker-New-Session-Id"
@@ -53,6 +55,21 @@ def workdir():
 def remove_workdirs():
     while CREATED_DIRS:
         shutil.rmtree(CREATED_DIRS.pop(), ignore_errors=True)
+
+
+def sanitizer_reports():
+    """The AddressSanitizer/LeakSanitizer reports nginx processes wrote since the
+    last call (only under `make asan`, which sets SMS_ASAN_LOG_DIR), as text;
+    each is removed once returned."""
+    if not ASAN_LOG_DIR:
+        return []
+    reports = []
+    for name in sorted(os.listdir(ASAN_LOG_DIR)):
+        path = os.path.join(ASAN_LOG_DIR, name)
+        with open(path, errors="replace") as f:
+            reports.append(f"--- {name}\n" + f.read())
+        os.remove(path)
+    return reports
 
 
 class Reply:
@@ -98,6 +115,14 @@ class Engine:
 
             def log_message(self, *args):
                 pass
+
+            def end_headers(self):
+                # An HTTP/1.0 request (proxy_pass's default, e.g. engine handler
+                # subrequests) is answered on a connection closed afterwards: say
+                # so, or nginx keeps it for the next request, which fails (502).
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                super().end_headers()
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
