@@ -3,8 +3,13 @@
 #   make          build build/ngx_http_sagemaker_sessions_module.so
 #   make run      start nginx with the module in front of a demo engine
 #   make test     Swift unit tests, then integration tests against real nginx
+#   make asan     the integration tests against the module built with
+#                 AddressSanitizer: no memory error, no leak (see README)
 #   make bench    the module's cost per request, against plain nginx and the
 #                 Python library (writes bench/results.md)
+#   make consistency  a minute of sessions created, used and closed at
+#                 saturation, with a reload: no inconsistent answer
+#                 (writes Tests/load/results.md)
 #
 # Every target installs the system packages it needs when they are missing.
 
@@ -60,7 +65,7 @@ $(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config | apt-deps
 $(SO): $(SWIFT_LIB) $(SHIM_SOURCES) $(BUILD)/nginx/objs/Makefile
 	rm -f $(BUILD)/nginx/objs/$(MODULE).so   # nginx's Makefile does not know the Swift library
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/$(MODULE).so $@
+	cp $(BUILD)/nginx/objs/$(MODULE).so $@.tmp && mv -f $@.tmp $@   # renamed into place: a running nginx keeps the module it mapped
 	@if ldd $@ | grep -qi swift; then echo "error: $@ links a Swift library" >&2; exit 1; fi
 
 unit: | apt-deps
@@ -81,5 +86,51 @@ bench-deps: pip-deps
 bench: build bench-deps
 	$(PYTHON) bench/bench.py
 
+# one minute of create/use/close at saturation with a reload half way: every
+# inconsistent answer counted (must be 0); writes Tests/load/results.md
+.PHONY: consistency
+consistency: build bench-deps
+	@$(PYTHON) -c "import uvloop" 2>/dev/null || $(PYTHON) -m pip install -q --root-user-action=ignore uvloop
+	$(PYTHON) Tests/load/consistency.py
+
 clean:
-	rm -rf $(BUILD) .build
+	rm -rf $(BUILD) .build $(ASAN_BUILD) .build-asan
+
+# --- Sanitizers ----------------------------------------------------------------
+# `make asan`: the module built with AddressSanitizer (Swift core and C shim,
+# toolchain clang) into build-asan/, then the whole integration suite against it.
+# The stock nginx runs with ASan's runtime preloaded (Tests/sanitizers/nginx-asan);
+# a test fails if an nginx process it ran wrote an ASan or LeakSanitizer report.
+ASAN_BUILD     := $(CURDIR)/build-asan
+ASAN_SO        := $(ASAN_BUILD)/$(MODULE).so
+ASAN_SWIFT_LIB := $(CURDIR)/.build-asan/release/libSageMakerSessionsModule.a
+ASAN_CC        := $(SWIFT_BIN)/clang
+ASAN_REPORTS   := $(ASAN_BUILD)/reports
+
+.PHONY: asan asan-build
+
+asan-build: $(ASAN_SO)
+
+$(ASAN_SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
+	$(SWIFT) build -c release --scratch-path $(CURDIR)/.build-asan \
+	    --product SageMakerSessionsModule --sanitize=address -Xswiftc -g
+
+$(ASAN_BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config | apt-deps
+	rm -rf $(ASAN_BUILD)/nginx && mkdir -p $(ASAN_BUILD) && cp -r $(NGINX_SRC) $(ASAN_BUILD)/nginx
+	cd $(ASAN_BUILD)/nginx && SMS_SWIFT_LIB=$(ASAN_SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
+	    ./configure --with-compat --with-cc=$(ASAN_CC) \
+	        --with-cc-opt='-fsanitize=address -fno-omit-frame-pointer' --with-ld-opt=-fsanitize=address \
+	        --add-dynamic-module=$(CURDIR)/nginx > $(ASAN_BUILD)/configure.log
+
+$(ASAN_SO): $(ASAN_SWIFT_LIB) $(SHIM_SOURCES) $(ASAN_BUILD)/nginx/objs/Makefile
+	rm -f $(ASAN_BUILD)/nginx/objs/$(MODULE).so
+	$(MAKE) -C $(ASAN_BUILD)/nginx -f objs/Makefile modules
+	cp $(ASAN_BUILD)/nginx/objs/$(MODULE).so $@.tmp && mv -f $@.tmp $@
+	@if ldd $@ | grep -qi swift; then echo "error: $@ links a Swift library" >&2; exit 1; fi
+
+asan: asan-build pip-deps
+	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_BUILD) && mkdir -m 1777 $(ASAN_REPORTS)
+	SMS_MODULE=$(ASAN_SO) SMS_NGINX=$(CURDIR)/Tests/sanitizers/nginx-asan \
+	SMS_ASAN_RUNTIME=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \
+	SMS_ASAN_SYMBOLIZER=$(SWIFT_BIN)/llvm-symbolizer SMS_ASAN_LOG_DIR=$(ASAN_REPORTS) \
+	    $(PYTHON) -m pytest -q Tests/integration
