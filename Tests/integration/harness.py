@@ -34,6 +34,17 @@ ENV_KEYS = (
 )
 
 
+# internal locations for engine session handlers, and the directives using them
+CREATE_URI = "/engine/create_session"
+CLOSE_URI = "/engine/close_session"
+HANDLER_LOCATIONS = f"""
+location = {CREATE_URI} {{ internal; proxy_pass http://engine; }}
+location = {CLOSE_URI} {{ internal; proxy_pass http://engine; }}
+"""
+HANDLERS = (f"sagemaker_session_create_handler {CREATE_URI} body.session_id; "
+            f"sagemaker_session_close_handler {CLOSE_URI} body.session_id;")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,42 +23,14 @@ import uuid
 
 import pytest
 
-from harness import (CLOSED_SESSION, NEW_SESSION, SESSION, Nginx, Reply,
+from harness import (CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, NEW_SESSION, SESSION, Reply,
                      close_session, detail, free_port, new_session, raw_request,
                      workdir)
+from harness import HANDLERS as ENGINE_HANDLERS
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 EXPIRES = re.compile(r"^Expires=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-CREATE = "/engine/create_session"
-CLOSE = "/engine/close_session"
-INTERNAL = f"""
-location = {CREATE} {{ internal; proxy_pass http://engine; }}
-location = {CLOSE} {{ internal; proxy_pass http://engine; }}
-"""
-HANDLERS = (f"sagemaker_session_manager; sagemaker_session_create_handler {CREATE} body.session_id; "
-            f"sagemaker_session_close_handler {CLOSE} body.session_id;")
-
-
-@pytest.fixture
-def launch(engine):
-    """launch(engine_port=None, **Nginx options) -> a running Nginx, stopped
-    after the test. The test fails if a worker died on a signal, except the
-    workers the test itself killed (`n.killed`)."""
-    started = []
-
-    def start(engine_port=None, **kw):
-        n = Nginx(engine.port if engine_port is None else engine_port, **kw)
-        n.killed = set()
-        started.append(n)
-        return n.start()
-
-    yield start
-    crashed = []
-    for n in started:
-        n.stop()
-        crashed += [l for l in n.crashes()
-                    if not any(f"process {pid} exited on signal 9" in l for pid in n.killed)]
-    assert not crashed, crashed
+HANDLERS = "sagemaker_session_manager; " + ENGINE_HANDLERS
 
 
 def mount(*args):
@@ -119,7 +91,7 @@ def assert_created(r):
 
 # --- 1. the sessions directory: deleted, read-only, full ----------------------
 
-def test_sessions_directory_deleted_is_recreated_on_create(launch, engine):
+def test_sessions_directory_deleted_is_recreated_on_create(start_nginx, engine):
     """Like /dev/shm, the parent lets the workers create the directory again.
     The sessions that were in it are gone (the files are the truth); the next
     NEW_SESSION makes the directory again and works, in every worker."""
@@ -128,7 +100,7 @@ def test_sessions_directory_deleted_is_recreated_on_create(launch, engine):
     os.makedirs(parent)
     os.chmod(parent, 0o1777)
     path = os.path.join(parent, "sessions")
-    ngx = launch(sessions=False, directory=d, workers=2, listen="reuseport",
+    ngx = start_nginx(sessions=False, directory=d, workers=2, listen="reuseport",
                  http=f"sagemaker_sessions on; sagemaker_sessions_path {path};")
     before = [new_session(ngx) for _ in range(3)]
     for sid in before:
@@ -148,11 +120,11 @@ def test_sessions_directory_deleted_is_recreated_on_create(launch, engine):
     assert "sessions directory" in ngx.error_log and "[warn]" in ngx.error_log, ngx.error_log
 
 
-def test_sessions_directory_deleted_where_workers_cannot_recreate_it(launch, engine):
+def test_sessions_directory_deleted_where_workers_cannot_recreate_it(start_nginx, engine):
     """The parent is root's (0755): NEW_SESSION is a 424 with an [error] line
     until the directory is back; made again by hand, or by a reload, it works
     without a restart."""
-    ngx = launch(workers=2)
+    ngx = start_nginx(workers=2)
     sid = new_session(ngx)
     st = os.stat(ngx.sessions_path)
     shutil.rmtree(ngx.sessions_path)
@@ -178,7 +150,7 @@ def test_sessions_directory_deleted_where_workers_cannot_recreate_it(launch, eng
     assert close_session(ngx, sid).status == 200
 
 
-def test_sessions_directory_read_only(launch, engine, mounts):
+def test_sessions_directory_read_only(start_nginx, engine, mounts):
     """A read-only (bind) mount: root is refused too, so this is what any
     worker user sees. Creating and closing are 424s with an [error] line and
     change nothing; lookups keep working; an expired session is refused every
@@ -186,7 +158,7 @@ def test_sessions_directory_read_only(launch, engine, mounts):
     reason = cannot_mount()
     if reason:
         pytest.skip(f"cannot bind-mount read-only here: {reason}")
-    ngx = launch(workers=2)
+    ngx = start_nginx(workers=2)
     live = new_session(ngx)
     expired = str(uuid.uuid4())
     write_session(ngx.sessions_path, expired, time.time() - 5)
@@ -236,7 +208,7 @@ def fill(directory):
 
 
 @pytest.mark.parametrize("limit", ["bytes", "inodes"])
-def test_sessions_directory_full(launch, engine, mounts, limit):
+def test_sessions_directory_full(start_nginx, engine, mounts, limit):
     """The sessions directory is a small tmpfs (a tiny /dev/shm): filled up,
     NEW_SESSION is a 424 `No space left on device` with an [error] line and
     leaves nothing behind (no directory without its .expiration_ts); live
@@ -249,7 +221,7 @@ def test_sessions_directory_full(launch, engine, mounts, limit):
     os.mkdir(path)
     mount("-t", "tmpfs", "-o", "size=256k,nr_inodes=64,mode=0755", "tmpfs", path)
     mounts.append(path)
-    ngx = launch(directory=d, workers=2)
+    ngx = start_nginx(directory=d, workers=2)
     live = [new_session(ngx) for _ in range(4)]
     if limit == "bytes":
         filler = [fill(path)]
@@ -285,14 +257,14 @@ def test_sessions_directory_full(launch, engine, mounts, limit):
 
 # --- 2. half-written sessions --------------------------------------------------
 
-def test_half_written_sessions_are_never_sessions(launch, engine):
+def test_half_written_sessions_are_never_sessions(start_nginx, engine):
     """What a create or a close cut short (a crash between its steps) can
     leave: a directory without .expiration_ts, with an empty one, with a
     partial number (any prefix of the number is a time in the past), with
     garbage; a closed session renamed out of sight but not yet removed.
     Requests with those ids are refused and never reach the engine; the
     sweep removes them all."""
-    ngx = launch(http="sagemaker_sessions_expiration 1s;", workers=2)
+    ngx = start_nginx(http="sagemaker_sessions_expiration 1s;", workers=2)
     future = json.dumps(time.time() + 600)
     leftovers = {
         "no file": None,
@@ -344,11 +316,11 @@ def test_half_written_sessions_are_never_sessions(launch, engine):
 
 # --- 3. the engine: down, slow, closing mid-response --------------------------
 
-def test_builtin_engine_down(launch, engine):
+def test_builtin_engine_down(start_nginx, engine):
     """Sessions are nginx's business: with nothing listening behind it,
-    NEW_SESSION, CLOSE and the session check still answer; only an
+    NEW_SESSION, CLOSE_URI and the session check still answer; only an
     invocation with a valid session reaches for the engine and gets 502."""
-    ngx = launch(engine_port=free_port(), location="sagemaker_session_manager session_id_path=sid;")
+    ngx = start_nginx(engine_port=free_port(), location="sagemaker_session_manager session_id_path=sid;")
     sid = new_session(ngx)
     for _ in range(3):
         r = ngx.request({"p": 1}, {SESSION: sid})
@@ -361,7 +333,7 @@ def test_builtin_engine_down(launch, engine):
     assert "[error]" in ngx.error_log and "connect() failed" in ngx.error_log
 
 
-def test_builtin_engine_slow(launch, engine):
+def test_builtin_engine_slow(start_nginx, engine):
     """An engine slower than proxy_read_timeout: 504, and the session is as
     it was (a later fast request with it passes)."""
     def answer(record):
@@ -369,7 +341,7 @@ def test_builtin_engine_slow(launch, engine):
             return Reply.json({"late": True}, delay=2.5)
         return Reply.json({"engine": "ok"})
     engine.respond("/invocations", answer)
-    ngx = launch(location="sagemaker_session_manager; proxy_read_timeout 1s;")
+    ngx = start_nginx(location="sagemaker_session_manager; proxy_read_timeout 1s;")
     sid = new_session(ngx)
     t = time.time()
     r = ngx.request({"p": "slow"}, {SESSION: sid})
@@ -427,7 +399,7 @@ def post_raw(port, body, headers):
 
 
 @pytest.mark.parametrize("cut", list(CUTS))
-def test_builtin_engine_closing_mid_response(launch, engine, cut):
+def test_builtin_engine_closing_mid_response(start_nginx, engine, cut):
     """The engine sends its headers, then closes before the end of its body.
     nginx has already passed the headers on; the client must be able to tell
     the answer is cut (fewer bytes than Content-Length, or no last chunk), or
@@ -435,7 +407,7 @@ def test_builtin_engine_closing_mid_response(launch, engine, cut):
     engine.respond("/invocations", lambda record: (
         CUTS[cut](record) if callable(CUTS[cut]) else CUTS[cut]) if b"cut" in record["body"]
         else Reply.json({"engine": "ok"}))
-    ngx = launch(location="sagemaker_session_manager session_id_path=sid;")
+    ngx = start_nginx(location="sagemaker_session_manager session_id_path=sid;")
     sid = new_session(ngx)
     for _ in range(3):
         status, headers, body = post_raw(ngx.port, {"p": "cut"}, {SESSION: sid})
@@ -458,15 +430,15 @@ HANDLER_CUTS = {
 
 
 @pytest.mark.parametrize("cut", list(HANDLER_CUTS))
-def test_engine_handler_closing_mid_response(launch, engine, cut):
+def test_engine_handler_closing_mid_response(start_nginx, engine, cut):
     """Engine handlers: the engine's answer to the session subrequest is cut
     short, though what arrived may parse (a whole JSON object with an id):
     never a 200 with that id, a 502 with a JSON detail and an [error] line;
     the next session requests work."""
     answer = HANDLER_CUTS[cut]
-    engine.respond(CREATE, answer)
-    engine.respond(CLOSE, answer)
-    ngx = launch(location=HANDLERS, server=INTERNAL)
+    engine.respond(CREATE_URI, answer)
+    engine.respond(CLOSE_URI, answer)
+    ngx = start_nginx(location=HANDLERS, server=HANDLER_LOCATIONS)
     for body, headers, echo in (({"requestType": "NEW_SESSION"}, {}, NEW_SESSION),
                                 ({"requestType": "CLOSE"}, {SESSION: "abc-123"}, CLOSED_SESSION)):
         r = ngx.request(body, headers)
@@ -474,22 +446,22 @@ def test_engine_handler_closing_mid_response(launch, engine, cut):
         assert r.header(echo) is None
         assert b"abc-123" not in r.body
     assert "[error]" in ngx.error_log
-    engine.respond(CREATE, Reply.json({"session_id": "abc-123"}))
-    engine.respond(CLOSE, Reply.json({}))
+    engine.respond(CREATE_URI, Reply.json({"session_id": "abc-123"}))
+    engine.respond(CLOSE_URI, Reply.json({}))
     r = ngx.request({"requestType": "NEW_SESSION"})
     assert r.status == 200 and r.header(NEW_SESSION) == "abc-123", r
     r = close_session(ngx, "abc-123")
     assert r.status == 200 and r.header(CLOSED_SESSION) == "abc-123", r
 
 
-def test_engine_handler_invocation_engine_closing_mid_response(launch, engine):
+def test_engine_handler_invocation_engine_closing_mid_response(start_nginx, engine):
     """With engine handlers, an invocation (id injected) whose answer is cut:
     the client can tell; the next invocation works."""
     engine.respond("/invocations", lambda record: CUTS["complete-looking prefix"]
                    if b"cut" in record["body"] else Reply.json({"engine": "ok"}))
-    ngx = launch(location=HANDLERS.replace("sagemaker_session_manager;",
+    ngx = start_nginx(location=HANDLERS.replace("sagemaker_session_manager;",
                                            "sagemaker_session_manager session_id_path=sid;"),
-                 server=INTERNAL)
+                 server=HANDLER_LOCATIONS)
     status, headers, body = post_raw(ngx.port, {"p": "cut"}, {SESSION: "engine-sid"})
     assert status in (200, 502)
     if status == 200:
@@ -663,12 +635,12 @@ def wait_workers(ngx, count, timeout=10):
     raise AssertionError(f"workers: {ngx.worker_pids()}")
 
 
-def test_worker_killed_with_requests_in_flight(launch, engine):
+def test_worker_killed_with_requests_in_flight(start_nginx, engine):
     """SIGKILL a worker, again and again, while threads create, use and close
     sessions over keep-alive connections. The master starts a new worker
     each time; every answer received is one the SPEC allows; afterwards every
     session seen created is usable (or was seen closed, and is refused)."""
-    ngx = launch(workers=2, http="sagemaker_sessions_expiration 1h;")
+    ngx = start_nginx(workers=2, http="sagemaker_sessions_expiration 1h;")
     rng = random.Random(7)
     with Clients(ngx, threads=8) as clients:
         time.sleep(1)
@@ -687,14 +659,14 @@ def test_worker_killed_with_requests_in_flight(launch, engine):
 
 
 @pytest.mark.parametrize("keepalive", [False, True], ids=["new connections", "keep-alive"])
-def test_reload_with_requests_in_flight(launch, engine, keepalive):
+def test_reload_with_requests_in_flight(start_nginx, engine, keepalive):
     """`nginx -s reload` three times while threads create, use and close
     sessions: every answer is one the SPEC allows, and afterwards every
     session is as the clients left it. On new connections every request is
     answered; on keep-alive connections the old workers close the idle ones,
     and a request sent on one at that instant is never read (no session
     appears that nobody was told of), as with any nginx reload."""
-    ngx = launch(workers=2, http="sagemaker_sessions_expiration 1h;")
+    ngx = start_nginx(workers=2, http="sagemaker_sessions_expiration 1h;")
     with Clients(ngx, threads=8, keepalive=keepalive) as clients:
         time.sleep(1)
         for _ in range(3):
@@ -708,10 +680,10 @@ def test_reload_with_requests_in_flight(launch, engine, keepalive):
     clients.check_after(graceful=True)
 
 
-def test_sweep_goes_on_after_its_worker_is_killed(launch, engine):
+def test_sweep_goes_on_after_its_worker_is_killed(start_nginx, engine):
     """Worker 0 sweeps; the master restarts a killed worker in the same slot,
     so expired sessions are still removed without any request."""
-    ngx = launch(workers=2, http="sagemaker_sessions_expiration 1s;")
+    ngx = start_nginx(workers=2, http="sagemaker_sessions_expiration 1s;")
     for victim in sorted(wait_workers(ngx, 2)):
         os.kill(victim, signal.SIGKILL)
         ngx.killed.add(victim)

@@ -25,17 +25,9 @@ import time
 
 import pytest
 
-from harness import (detail, CLOSED_SESSION, NEW_SESSION, SESSION, Reply, Response, close_session,
-                     new_session, workdir)
+from harness import (detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
+                     SESSION, Reply, Response, close_session, new_session, workdir)
 
-CREATE = "/engine/create_session"
-CLOSE = "/engine/close_session"
-INTERNAL = f"""
-location = {CREATE} {{ internal; proxy_pass http://engine; }}
-location = {CLOSE} {{ internal; proxy_pass http://engine; }}
-"""
-HANDLERS = (f"sagemaker_session_create_handler {CREATE} body.session_id; "
-            f"sagemaker_session_close_handler {CLOSE} body.session_id;")
 MiB = 1024 * 1024
 NOT_AN_OBJECT = 'Bad request: the body must be a JSON object to carry the session id at "session_id"'
 TOO_DEEP = ('Bad request: the body is nested more than 2048 levels deep: '
@@ -160,10 +152,10 @@ def engine_mode(start_nginx, engine, inject=True, http_conf="", **kw):
         made.append(f"eng-{len(made) + 1}")
         return Reply.json({"session_id": made[-1]})
 
-    engine.respond(CREATE, create)
-    engine.respond(CLOSE, Reply.json({}))
+    engine.respond(CREATE_URI, create)
+    engine.respond(CLOSE_URI, Reply.json({}))
     manager = "sagemaker_session_manager session_id_path=session_id;" if inject else "sagemaker_session_manager;"
-    return start_nginx(location=manager + " " + HANDLERS, server=INTERNAL, http=http_conf, **kw)
+    return start_nginx(location=manager + " " + HANDLERS, server=HANDLER_LOCATIONS, http=http_conf, **kw)
 
 
 def snapshot(root, skip=("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "error.log")):
@@ -270,7 +262,7 @@ def test_one_mib_bodies_at_the_default_limit(start_nginx, engine, mode):
     if mode == "builtin":
         assert engine.count() == n
     else:
-        assert [q["path"] for q in engine.requests[n:]] == [CREATE]
+        assert [q["path"] for q in engine.requests[n:]] == [CREATE_URI]
 
     # over the limit: nginx's 413 before the module sees anything
     n = engine.count()
@@ -472,8 +464,8 @@ def test_slow_client_gets_a_normal_answer(start_nginx, engine, mode):
         assert r.status == 200, r
         assert r.header(CLOSED_SESSION) == sid
     if mode == "engine":
-        assert [q["path"] for q in engine.requests if q["path"] != "/invocations"] == [CREATE, CLOSE]
-        assert json.loads(engine.to(CLOSE)[0]["body"]) == {"session_id": sid}
+        assert [q["path"] for q in engine.requests if q["path"] != "/invocations"] == [CREATE_URI, CLOSE_URI]
+        assert json.loads(engine.to(CLOSE_URI)[0]["body"]) == {"session_id": sid}
     assert_healthy(ngx, engine)
 
 
@@ -521,15 +513,15 @@ def test_client_gone_while_the_engine_creates_its_session(start_nginx, engine):
     """Engine handlers: the client closes while the create subrequest is out.
     The worker survives, logs it, and serves the next client."""
     ngx = engine_mode(start_nginx, engine)
-    engine.respond(CREATE, Reply.json({"session_id": "late"}, delay=1))
+    engine.respond(CREATE_URI, Reply.json({"session_id": "late"}, delay=1))
     s = socket.create_connection(("127.0.0.1", ngx.port), timeout=10)
     s.sendall(http(body={"requestType": "NEW_SESSION"}))
     time.sleep(0.3)
     s.close()
     time.sleep(1.2)
-    assert len(engine.to(CREATE)) == 1
+    assert len(engine.to(CREATE_URI)) == 1
     assert_logged(ngx, "info", "client prematurely closed connection")
-    engine.respond(CREATE, Reply.json({"session_id": "next"}))
+    engine.respond(CREATE_URI, Reply.json({"session_id": "next"}))
     r = ngx.request({"requestType": "NEW_SESSION"})
     assert r.status == 200 and r.header(NEW_SESSION) == "next", r
     assert_healthy(ngx, engine)
@@ -786,7 +778,7 @@ def test_request_type_repeated_last_wins(start_nginx, engine, mode):
         if mode == "builtin":
             assert engine.count() == calls
         else:
-            expected = {"NEW_SESSION": [CREATE], "CLOSE": [CLOSE]}.get(last, [])
+            expected = {"NEW_SESSION": [CREATE_URI], "CLOSE": [CLOSE_URI]}.get(last, [])
             assert [q["path"] for q in engine.requests[calls:]] == expected, body[:80]
     assert_logged(ngx, "info", "requestType must be")
     assert_healthy(ngx, engine)
@@ -820,7 +812,7 @@ def test_huge_header_values(start_nginx, engine, mode):
         r = ngx.request({"requestType": "CLOSE"}, {SESSION: big})
         assert r.status == 200, r
         assert r.header(CLOSED_SESSION) == big
-        assert json.loads(engine.to(CLOSE)[-1]["body"]) == {"session_id": big}
+        assert json.loads(engine.to(CLOSE_URI)[-1]["body"]) == {"session_id": big}
     # another huge header is passed on untouched
     r = ngx.request({"prompt": "y"}, {"X-Big": "b" * 8000})
     assert r.status == 200, r
@@ -842,10 +834,10 @@ def test_huge_header_values(start_nginx, engine, mode):
 
 @pytest.mark.parametrize("mode", ["builtin", "engine"])
 def test_two_session_headers(start_nginx, engine, mode):
-    """Where the header counts (invocation, CLOSE) two of them are a 400, in
+    """Where the header counts (invocation, CLOSE_URI) two of them are a 400, in
     both modes, before anything reaches the store or the engine; NEW_SESSION
     does not read the header, so it still creates. (The built-in invocation
-    and CLOSE cases with two live sessions are in test_builtin_manager.)"""
+    and CLOSE_URI cases with two live sessions are in test_builtin_manager.)"""
     if mode == "builtin":
         ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
         a, b = new_session(ngx), new_session(ngx)
@@ -870,7 +862,7 @@ def test_two_session_headers(start_nginx, engine, mode):
         assert os.path.isdir(os.path.join(ngx.sessions_path, a))
         assert os.path.isdir(os.path.join(ngx.sessions_path, b))
     else:
-        assert [q["path"] for q in engine.requests[n:]] == [CREATE]
+        assert [q["path"] for q in engine.requests[n:]] == [CREATE_URI]
     assert_logged(ngx, "info", "more than one X-Amzn-SageMaker-Session-Id header")
     assert_healthy(ngx, engine)
 
@@ -950,7 +942,7 @@ TRICKS = ["../x", "..", ".", "/", "./", "%2e%2e", "%2e%2e%2fvictim", "..%2f..%2f
 def test_ids_with_path_tricks_touch_nothing(start_nginx, engine):
     """Built-in manager: ids that are paths, dot-segments, percent-encoded,
     absolute, very long or non-ASCII are unknown sessions (400, invocation
-    and CLOSE alike). A live session named through a path (./<id>, <id>/.,
+    and CLOSE_URI alike). A live session named through a path (./<id>, <id>/.,
     ../sessions/<id>) is not that session: it is neither used nor closed.
     Nothing inside or outside the sessions directory is created, changed or
     removed. (test_builtin_manager shows the lookup does not even reach the
@@ -995,7 +987,7 @@ def test_ids_with_path_tricks_go_to_the_engine_as_opaque_text(start_nginx, engin
             r = c.read()
             assert r.status == 200, (bad, r)
             assert r.header(CLOSED_SESSION).encode("latin-1") == bad.encode()
-            assert json.loads(engine.to(CLOSE)[-1]["body"]) == {"session_id": bad}
+            assert json.loads(engine.to(CLOSE_URI)[-1]["body"]) == {"session_id": bad}
     assert snapshot(ngx.dir) == before
     assert os.listdir(ngx.sessions_path) == []
     assert_healthy(ngx, engine)
@@ -1079,7 +1071,7 @@ def test_every_http_method(start_nginx, engine, mode):
                 if mode == "builtin":
                     assert engine.count() == n
                 else:
-                    assert [(q["method"], q["path"]) for q in engine.requests[n:]] == [("POST", CREATE)]
+                    assert [(q["method"], q["path"]) for q in engine.requests[n:]] == [("POST", CREATE_URI)]
         n = engine.count()
         c.send(http("HEAD", {"requestType": "NEW_SESSION"}))
         r = c.read(head=True)
@@ -1090,7 +1082,7 @@ def test_every_http_method(start_nginx, engine, mode):
         assert r.status == 405, (method, r)
     assert_logged(ngx, "info", "client sent TRACE method")
     if mode == "engine":
-        assert [(q["method"], q["path"]) for q in engine.requests[n:]] == [("POST", CREATE)]
+        assert [(q["method"], q["path"]) for q in engine.requests[n:]] == [("POST", CREATE_URI)]
     assert_healthy(ngx, engine)
 
 
