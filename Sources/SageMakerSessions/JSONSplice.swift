@@ -141,7 +141,10 @@ extension JSONSplice {
         init(body: RequestBody, path: [[UInt8]]) {
             segments = body.segments
             self.path = path
-            levels = Array(repeating: Level(), count: path.count)
+            // not Array(repeating:count:): its storage type is looked up at run time
+            levels = []
+            levels.reserveCapacity(path.count)
+            for _ in path { levels.append(Level()) }
             current = segments.first ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
 

@@ -116,7 +116,29 @@ public func sms_location_create(_ injectPath: UnsafeMutableRawPointer?,
         injectPath: path(injectPath),
         createHandler: path(createPath).map { CreateHandler(responsePath: $0, defaults: defaults(createDefaults)) },
         closeHandler: path(closePath).map { CloseHandler(requestPath: $0, defaults: defaults(closeDefaults)) })
-    return retain(Box(manager))
+    return retain(Location(manager))
+}
+
+/// A location's manager, joined on first use to the store of its cycle (a
+/// location belongs to one configuration, hence to one store), so that a
+/// request does not put a manager together again.
+final class Location {
+    let configured: SessionManager
+    private var bound: SessionManager?
+    private var boundStore: UnsafeMutableRawPointer?
+
+    init(_ configured: SessionManager) {
+        self.configured = configured
+    }
+
+    func manager(_ store: UnsafeMutableRawPointer?) -> SessionManager {
+        if let bound, boundStore == store { return bound }
+        let joined = SessionManager(store: object(store, as: SessionStore.self), injectPath: configured.injectPath,
+                                    createHandler: configured.createHandler, closeHandler: configured.closeHandler)
+        bound = joined
+        boundStore = store
+        return joined
+    }
 }
 
 @_cdecl("sms_release")
@@ -129,11 +151,8 @@ public func sms_release(_ handle: UnsafeMutableRawPointer?) {
 
 /// The location's manager with this cycle's store.
 func manager(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?) -> SessionManager {
-    let configured = object(location, as: Box<SessionManager>.self)?.value
-    return SessionManager(store: object(store, as: SessionStore.self),
-                          injectPath: configured?.injectPath,
-                          createHandler: configured?.createHandler,
-                          closeHandler: configured?.closeHandler)
+    object(location, as: Location.self)?.manager(store) ?? SessionManager(store: object(store, as: SessionStore.self),
+                                                                          injectPath: nil)
 }
 
 func sessionID(_ request: sms_request_t) -> [UInt8]? {
@@ -153,6 +172,8 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     let r = request.pointee
     var segments: [UnsafeRawBufferPointer] = []
     if let body = r.body {
+        // reserveCapacity's path is specialized here; Array(unsafeUninitializedCapacity:)
+        // and Array(repeating:count:) look the storage type up at run time
         segments.reserveCapacity(r.nbody)
         for i in 0..<r.nbody { segments.append(bytes(body[i])) }
     }
@@ -175,7 +196,8 @@ public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int3
         for i in 0..<e.nheaders { headers.append((string(list[i].name), string(list[i].value))) }
     }
     let captured = EngineResponse(complete: e.complete != 0, status: Int(e.status), headers: headers, body: bytes(e.body))
-    let decision = manager(nil, location).answer(call == SMS_CALL_CLOSE ? .close : .create,
+    let configured = object(location, as: Location.self)?.configured ?? SessionManager(store: nil, injectPath: nil)
+    let decision = configured.answer(call == SMS_CALL_CLOSE ? .close : .create,
                                                  sessionID: sessionID(request.pointee), response: captured)
     return write(decision, to: output) { alloc(pool, $0) }
 }
