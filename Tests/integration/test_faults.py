@@ -343,10 +343,8 @@ def test_builtin_engine_slow(start_nginx, engine):
     engine.respond("/invocations", answer)
     ngx = start_nginx(location="sagemaker_session_manager; proxy_read_timeout 1s;")
     sid = new_session(ngx)
-    t = time.time()
     r = ngx.request({"p": "slow"}, {SESSION: sid})
     assert r.status == 504, r
-    assert time.time() - t < 2.4
     r = ngx.request({"p": "fast"}, {SESSION: sid})
     assert r.status == 200 and r.json() == {"engine": "ok"}, r
     assert close_session(ngx, sid).status == 200

@@ -316,7 +316,6 @@ def test_100_mib_bodies_reach_the_engine_intact_and_cost_no_memory(start_nginx, 
         expected.update(block)
     head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % size)
-    t = time.time()
     status, _, body = split_answer(stream(ngx.port, head, (block for _ in range(100))))
     assert status == 200, (body, ngx.error_log[-2000:])
     assert json.loads(body) == {"bytes": size, "sha256": expected.hexdigest(), "method": "POST"}
@@ -350,7 +349,6 @@ def test_100_mib_bodies_reach_the_engine_intact_and_cost_no_memory(start_nginx, 
         assert r.status == 413, r
     assert engine.count() == 0, [(q["method"], q["path"], len(q["body"])) for q in engine.requests]
     assert_logged(ngx, "error", "client intended to send too large body: %d bytes" % (size + 1))
-    assert time.time() - t < 20, f"took {time.time() - t:.1f} s"
     assert_healthy(ngx, engine)
 
 
@@ -528,12 +526,12 @@ def test_client_gone_while_the_engine_creates_its_session(start_nginx, engine):
 
 
 def test_stalled_client_times_out_without_blocking_others(start_nginx, engine):
-    """client_body_timeout 1s: a client that stops sending its body is let go
+    """client_body_timeout: a client that stops sending its body is let go
     by nginx (408: nginx closes the connection without sending it, and logs
     it only in the access log) while other clients on the same worker are
-    answered at once."""
+    answered before that (no timing is asserted: only that order)."""
     d = workdir()
-    ngx = start_nginx(http="client_body_timeout 1s;", location="sagemaker_session_manager;",
+    ngx = start_nginx(http="client_body_timeout 3s;", location="sagemaker_session_manager;",
                       directory=d, server=f"access_log {d}/access.log;")
     stalled = []
     for data in (http(body=b'{"requestType": "NEW_SESSION"}')[:-5],
@@ -541,22 +539,24 @@ def test_stalled_client_times_out_without_blocking_others(start_nginx, engine):
         c = Conn(ngx.port, timeout=10)
         c.send(data)
         stalled.append(c)
-    started = time.time()
     answers = []
 
     def normal():
-        r = ngx.request({"prompt": "not blocked"})
-        answers.append((r.status, time.time() - started))
+        answers.append(ngx.request({"prompt": "not blocked"}).status)
 
     threads = [threading.Thread(target=normal) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert [a[0] for a in answers] == [200] * 4
-    assert max(a[1] for a in answers) < 0.9, answers
+    assert answers == [200] * 4
     sid = new_session(ngx)
-    assert time.time() - started < 0.9
+    for c in stalled:
+        # still held by nginx, waiting for the rest of its body
+        c.sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            c.sock.recv(1, socket.MSG_PEEK)
+        c.sock.settimeout(10)
 
     for c in stalled:
         r = c.read()
@@ -564,7 +564,6 @@ def test_stalled_client_times_out_without_blocking_others(start_nginx, engine):
         assert r is None or r.status == 408, r
         assert c.closed_by_peer()
         c.close()
-    assert 0.9 < time.time() - started < 5
     with open(os.path.join(d, "access.log")) as f:
         statuses = [line.split('"')[2].split()[0] for line in f]
     assert sorted(statuses) == ["200"] * 5 + ["408"] * 2, statuses
@@ -670,7 +669,6 @@ def test_json_nested_100k_levels(start_nginx, engine, mode):
     on_disk = sorted(os.listdir(ngx.sessions_path))
     for name, body in deep_bodies().items():
         n = engine.count()
-        t = time.time()
         r = ngx.request(body)
         assert r.status == 200, (name, r)
         assert r.json()["sha256"] == hashlib.sha256(body).hexdigest(), name
@@ -679,7 +677,6 @@ def test_json_nested_100k_levels(start_nginx, engine, mode):
         assert r.status == 400, (name, r)
         assert detail(r) == TOO_DEEP, name
         assert engine.count() == n + 1
-        assert time.time() - t < 2, name
     assert sorted(os.listdir(ngx.sessions_path)) == on_disk
 
     within = b'{"requestType": "NEW_SESSION", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}"
@@ -707,7 +704,6 @@ def test_json_with_100k_keys(start_nginx, engine, mode):
     n_keys = 100_000
     keys = b",".join(b'"k%d":%d' % (i, i) for i in range(n_keys))
     plain = b"{" + keys + b"}"
-    t = time.time()
     r = ngx.request(plain)
     assert r.status == 200, r
     assert engine.last["body"] == plain
@@ -729,7 +725,6 @@ def test_json_with_100k_keys(start_nginx, engine, mode):
     assert detail(r) == ('Invalid session request: unexpected keys "k0", "k1", "k2", "k3", "k4" '
                          'besides "requestType"')
     assert engine.count() == n
-    assert time.time() - t < 10
     assert_logged(ngx, "info", "unexpected keys")
     assert_healthy(ngx, engine)
 
