@@ -10,6 +10,8 @@
 #   make consistency  a minute of sessions created, used and closed at
 #                 saturation, with a reload: no inconsistent answer
 #                 (writes Tests/load/results.md)
+#   make fuzz     libFuzzer targets (Tests/Fuzz), 10 million executions each
+#                 with ASan and leak detection: no crash, hang, leak or wrong answer
 #
 # Every target installs the system packages it needs when they are missing.
 
@@ -134,3 +136,14 @@ asan: asan-build pip-deps
 	SMS_ASAN_RUNTIME=$$($(ASAN_CC) -print-file-name=libclang_rt.asan-x86_64.so) \
 	SMS_ASAN_SYMBOLIZER=$(SWIFT_BIN)/llvm-symbolizer SMS_ASAN_LOG_DIR=$(ASAN_REPORTS) \
 	    $(PYTHON) -m pytest -q Tests/integration
+
+# --- Fuzzing -------------------------------------------------------------------
+# `make fuzz`: every target in Tests/Fuzz built with swiftc -sanitize=fuzzer,address
+# into build/fuzz/, each run to FUZZ_RUNS executions (FUZZ_JOBS at a time) from
+# the seeds in Tests/Fuzz/corpus/; prints a table, fails on any finding.
+FUZZ_RUNS      ?= 10000000
+FUZZ_JOBS      ?= 2
+
+.PHONY: fuzz
+fuzz: | apt-deps
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) SWIFTC=$(SWIFT_BIN)/swiftc Tests/Fuzz/run.sh

@@ -91,11 +91,13 @@ public struct EngineResponse {
     }
 
     /// Header names match whatever their case; body keys match exactly.
+    /// Compared as bytes: `String ==` is canonical equivalence, which would
+    /// let `"cafe\u{301}"` stand for `"caf\u{e9}"` (found by fuzzing, Tests/Fuzz).
     static func matchKey(depth: Int, key: String, segment: String, path: JSONPath) -> Bool {
         if depth == 1, path.segments.first == "headers" {
-            return key == segment.lowercasedASCII()
+            return key.utf8.elementsEqual(segment.lowercasedASCII().utf8)
         }
-        return key == segment
+        return key.utf8.elementsEqual(segment.utf8)
     }
 
     /// The session id at `path`, as text: strings as they are, numbers in

@@ -1,4 +1,5 @@
 import CJansson
+import Glibc
 
 /// One owned jansson value: the reference is dropped however a decision ends,
 /// so no request path can leak a parsed body.
@@ -16,12 +17,20 @@ public final class JSON {
     /// Parses any JSON text (not only objects); nil when it is not JSON.
     /// Strings may hold NUL, as they may in JSON; jansson bounds nesting depth.
     public static func parse(_ bytes: UnsafeRawBufferPointer) -> JSON? {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return nil }
+        guard let base = bytes.baseAddress, bytes.count > 0, !hasRawNUL(bytes) else { return nil }
         var error = json_error_t()
         let flags = JSON_DECODE_ANY | JSON_ALLOW_NUL
         guard let raw = json_loadb(base.assumingMemoryBound(to: CChar.self), bytes.count,
                                    Int(flags), &error) else { return nil }
         return JSON(owning: raw)
+    }
+
+    /// A raw NUL byte is never valid JSON (inside a string it must be
+    /// escaped), but jansson skips one that follows a number or a literal:
+    /// `{"a": 1\0}` would parse. Found by fuzzing (Tests/Fuzz).
+    static func hasRawNUL(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        return memchr(base, 0, bytes.count) != nil
     }
 
     /// Like `parse`, with jansson's reason when it is not JSON.
@@ -30,6 +39,7 @@ public final class JSON {
         return text.withUTF8 { buf -> (JSON?, String) in
             var error = json_error_t()
             guard let base = buf.baseAddress, buf.count > 0 else { return (nil, "empty text") }
+            if let nul = buf.firstIndex(of: 0) { return (nil, "NUL byte at offset \(nul)") }
             let raw = base.withMemoryRebound(to: CChar.self, capacity: buf.count) {
                 json_loadb($0, buf.count, Int(JSON_DECODE_ANY), &error)
             }

@@ -27,13 +27,16 @@ public struct JSONPath: Equatable, CustomStringConvertible {
         self.utf8 = segments.map { Array($0.utf8) }
     }
 
+    /// Read by Unicode scalar, not by `Character`: a combining mark after a
+    /// quote or a dot would otherwise hide it in one grapheme cluster
+    /// (found by fuzzing, Tests/Fuzz).
     public init(parsing text: String) throws {
-        let chars = Array(text)
+        let chars = Array(text.unicodeScalars)
         guard !chars.isEmpty else { throw ParseError.empty }
         var segments: [String] = []
         var i = 0
         while true {
-            var segment = ""
+            var segment = String.UnicodeScalarView()
             if i < chars.count, chars[i] == "\"" {
                 i += 1
                 var closed = false
@@ -54,20 +57,20 @@ public struct JSONPath: Equatable, CustomStringConvertible {
                 }
                 guard closed else { throw ParseError.unterminatedQuote }
                 guard !segment.isEmpty else { throw ParseError.emptySegment(at: i - 2) }
-                if i < chars.count, chars[i] != "." { throw ParseError.unexpected(chars[i], at: i) }
+                if i < chars.count, chars[i] != "." { throw ParseError.unexpected(Character(chars[i]), at: i) }
             } else {
                 let start = i
                 while i < chars.count, chars[i] != "." {
                     let c = chars[i]
                     if !JSONPath.isBare(c) || c == "\"" {
-                        throw ParseError.unexpected(c, at: i)
+                        throw ParseError.unexpected(Character(c), at: i)
                     }
                     segment.append(c)
                     i += 1
                 }
                 guard !segment.isEmpty else { throw ParseError.emptySegment(at: start) }
             }
-            segments.append(segment)
+            segments.append(String(segment))
             if i >= chars.count { break }
             i += 1  // the dot
             if i >= chars.count { throw ParseError.emptySegment(at: i) }
@@ -75,14 +78,15 @@ public struct JSONPath: Equatable, CustomStringConvertible {
         self.init(segments: segments)
     }
 
-    /// Characters a segment may hold without quotes.
-    static func isBare(_ c: Character) -> Bool {
-        !(c == "." || c == "\"" || c.isWhitespace || c.asciiValue.map { $0 < 0x20 || $0 == 0x7f } == true)
+    /// Scalars a segment may hold without quotes.
+    static func isBare(_ c: Unicode.Scalar) -> Bool {
+        if c.isASCII { return !(c == "." || c == "\"" || c.value <= 0x20 || c.value == 0x7f) }
+        return !c.properties.isWhitespace
     }
 
     public var description: String {
         segments.map { s in
-            s.contains(where: { !JSONPath.isBare($0) })
+            s.unicodeScalars.contains(where: { !JSONPath.isBare($0) })
                 ? "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
                 : s
         }.joined(separator: ".")
@@ -133,9 +137,11 @@ public struct JSONPath: Equatable, CustomStringConvertible {
 }
 
 extension String {
-    func replacingAll(_ target: Character, with replacement: String) -> String {
-        var out = ""
-        for c in self { if c == target { out += replacement } else { out.append(c) } }
-        return out
+    func replacingAll(_ target: Unicode.Scalar, with replacement: String) -> String {
+        var out = String.UnicodeScalarView()
+        for c in unicodeScalars {
+            if c == target { out.append(contentsOf: replacement.unicodeScalars) } else { out.append(c) }
+        }
+        return String(out)
     }
 }

@@ -69,6 +69,7 @@ public struct RequestBody {
         case 0: return nil
         case 1: return JSON.parse(segments[0])
         default:
+            if segments.contains(where: JSON.hasRawNUL) { return nil }
             let reader = SegmentReader(segments)
             var error = json_error_t()
             let flags = Int(JSON_DECODE_ANY | JSON_ALLOW_NUL)
