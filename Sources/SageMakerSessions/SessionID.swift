@@ -5,22 +5,14 @@ public enum SessionID {
     public static let length = 36
 
     public static func isCanonical<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
-        if let fast = bytes.withContiguousStorageIfAvailable({ isCanonical(UnsafeRawBufferPointer($0)) }) {
+        if let fast = bytes.withContiguousStorageIfAvailable({ SessionKey(UnsafeRawBufferPointer($0)) != nil }) {
             return fast
         }
-        return isCanonical(Array(bytes))
-    }
-
-    static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        SessionKey(bytes) != nil
-    }
-
-    static func isCanonical(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { isCanonical($0) }
+        return Array(bytes).withUnsafeBytes { SessionKey($0) != nil }
     }
 
     public static func isCanonical(_ text: String) -> Bool {
-        isCanonical(text.utf8)
+        SessionKey(text) != nil
     }
 
     /// A random (version 4) UUID.

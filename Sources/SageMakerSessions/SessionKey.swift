@@ -51,11 +51,6 @@ public struct SessionKey: Hashable {
         Int(truncatingIfNeeded: (high ^ UInt64(UInt(bitPattern: seed))) &* 0x9e37_79b9_7f4a_7c15 ^ low)
     }
 
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(high)
-        hasher.combine(low)
-    }
-
     public init?(_ text: String) {
         var text = text
         guard let key = text.withUTF8({ SessionKey(UnsafeRawBufferPointer($0)) }) else { return nil }

@@ -8,8 +8,8 @@ enum Text {
             var at = 0
             for var part in parts {
                 part.withUTF8 { bytes in
-                    guard let base = out.baseAddress else { return }
-                    UnsafeMutableRawPointer(base + at).copyMemory(from: UnsafeRawPointer(bytes.baseAddress ?? UnsafePointer(base)), byteCount: bytes.count)
+                    guard let to = out.baseAddress, let from = bytes.baseAddress else { return }
+                    (to + at).initialize(from: from, count: bytes.count)
                     at += bytes.count
                 }
             }

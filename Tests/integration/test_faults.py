@@ -318,7 +318,7 @@ def test_half_written_sessions_are_never_sessions(start_nginx, engine):
 
 def test_builtin_engine_down(start_nginx, engine):
     """Sessions are nginx's business: with nothing listening behind it,
-    NEW_SESSION, CLOSE_URI and the session check still answer; only an
+    NEW_SESSION, CLOSE and the session check still answer; only an
     invocation with a valid session reaches for the engine and gets 502."""
     ngx = start_nginx(engine_port=free_port(), location="sagemaker_session_manager session_id_path=sid;")
     sid = new_session(ngx)

@@ -122,6 +122,12 @@ def assert_logged(ngx, level, text):
     assert all(f"[{level}]" in l for l in lines), lines
 
 
+def assert_nothing_reached(ngx, engine, engine_count, on_disk):
+    """Neither the engine nor the sessions directory saw anything."""
+    assert engine.count() == engine_count
+    assert sorted(os.listdir(ngx.sessions_path)) == on_disk
+
+
 def assert_healthy(ngx, engine=None):
     """A normal session's life still works, and nothing alarming was logged."""
     sid = new_session(ngx)
@@ -409,8 +415,7 @@ def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
         body = b'{"requestType": "NEW_SESSION"}'
         c.send(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\nContent-Length: 31\r\n\r\n" + body)
         assert c.read().status == 400
-    assert engine.count() == n
-    assert sorted(os.listdir(ngx.sessions_path)) == on_disk
+    assert_nothing_reached(ngx, engine, n, on_disk)
     assert_logged(ngx, "error", "client sent invalid chunked body")
     assert_healthy(ngx, engine)
 
@@ -500,8 +505,7 @@ def test_client_that_stops_half_way_reaches_nothing(start_nginx, engine, mode):
         time.sleep(0.05)
     assert len(log_lines(ngx, "client prematurely closed connection")) == len(partial), ngx.error_log[-3000:]
     assert_logged(ngx, "info", "client prematurely closed connection")
-    assert engine.count() == n
-    assert sorted(os.listdir(ngx.sessions_path)) == on_disk
+    assert_nothing_reached(ngx, engine, n, on_disk)
     if mode == "builtin":
         assert ngx.request({"p": 1}, {SESSION: sid}).status == 200, "the session must not have been closed"
     assert_healthy(ngx, engine)
@@ -821,18 +825,17 @@ def test_huge_header_values(start_nginx, engine, mode):
             r = ngx.request(body, headers)
             assert r.status == 400, r
             assert b"Request Header Or Cookie Too Large" in r.body
-    assert engine.count() == n
-    assert sorted(os.listdir(ngx.sessions_path)) == on_disk
+    assert_nothing_reached(ngx, engine, n, on_disk)
     assert_logged(ngx, "info", "client sent too long header line")
     assert_healthy(ngx, engine)
 
 
 @pytest.mark.parametrize("mode", ["builtin", "engine"])
 def test_two_session_headers(start_nginx, engine, mode):
-    """Where the header counts (invocation, CLOSE_URI) two of them are a 400, in
+    """Where the header counts (invocation, CLOSE) two of them are a 400, in
     both modes, before anything reaches the store or the engine; NEW_SESSION
     does not read the header, so it still creates. (The built-in invocation
-    and CLOSE_URI cases with two live sessions are in test_builtin_manager.)"""
+    and CLOSE cases with two live sessions are in test_builtin_manager.)"""
     if mode == "builtin":
         ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
         a, b = new_session(ngx), new_session(ngx)
@@ -890,8 +893,7 @@ def test_cr_lf_nul_and_control_bytes_in_session_ids(start_nginx, engine, mode):
             r = send(raw_id, body)
             assert r.status == 400, (raw_id, r)
             assert b"<html>" in r.body, r     # nginx's page: the module never ran
-    assert engine.count() == n
-    assert sorted(os.listdir(ngx.sessions_path)) == on_disk
+    assert_nothing_reached(ngx, engine, n, on_disk)
     assert_logged(ngx, "info", "client sent invalid header line")
 
     # a LF ends the id; the rest is a header line of its own
@@ -937,7 +939,7 @@ TRICKS = ["../x", "..", ".", "/", "./", "%2e%2e", "%2e%2e%2fvictim", "..%2f..%2f
 def test_ids_with_path_tricks_touch_nothing(start_nginx, engine):
     """Built-in manager: ids that are paths, dot-segments, percent-encoded,
     absolute, very long or non-ASCII are unknown sessions (400, invocation
-    and CLOSE_URI alike). A live session named through a path (./<id>, <id>/.,
+    and CLOSE alike). A live session named through a path (./<id>, <id>/.,
     ../sessions/<id>) is not that session: it is neither used nor closed.
     Nothing inside or outside the sessions directory is created, changed or
     removed. (test_builtin_manager shows the lookup does not even reach the
