@@ -23,6 +23,7 @@ typedef struct {
 
     void                      *store;       /* Swift SessionStore or NULL */
     ngx_event_t                sweep;
+    ngx_event_t                turn;        /* posted: the loop's turn ends */
 
     /* from SAGEMAKER_TRANSFORMS_{CREATE,CLOSE}_SESSION_DEFAULTS, or NULL */
     void                      *create_defaults;
@@ -117,6 +118,7 @@ static ngx_int_t ngx_http_sagemaker_sessions_capture_filter(
 static ngx_int_t ngx_http_sagemaker_sessions_capture(ngx_http_request_t *r,
     ngx_http_sagemaker_sessions_ctx_t *ctx, ngx_buf_t *b);
 static void ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev);
+static void ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev);
 
 static void *ngx_http_sagemaker_sessions_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf,
@@ -399,6 +401,15 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sagemaker sessions: out of memory deciding a request");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (smcf->turn.handler && !smcf->turn.posted) {
+        /*
+         * The turn ends before any event posted in it runs: a posted event
+         * may read a request that arrived after this one was decided.
+         */
+        smcf->turn.posted = 1;
+        ngx_queue_insert_head(&ngx_posted_events, &smcf->turn.queue);
     }
 
     switch (d.action) {
@@ -1229,6 +1240,17 @@ ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev)
 }
 
 
+static void
+ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev)
+{
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    smcf = ev->data;
+
+    sms_store_end_turn(smcf->store);
+}
+
+
 static void *
 ngx_http_sagemaker_sessions_create_main_conf(ngx_conf_t *cf)
 {
@@ -1762,6 +1784,10 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
     }
 
     sms_store_worker_init(smcf->store);
+
+    smcf->turn.handler = ngx_http_sagemaker_sessions_turn_handler;
+    smcf->turn.data = smcf;
+    smcf->turn.log = cycle->log;
 
     if (ngx_worker != 0) {
         return NGX_OK;

@@ -138,6 +138,11 @@ void sms_release(void *handle);
 
 void sms_store_worker_init(void *store);
 
+/* the end of a turn of the worker's event loop in which requests were
+ * decided: until then the store reads changes made on disk only once */
+
+void sms_store_end_turn(void *store);
+
 
 /* request time (worker processes); return 0, or -1 if out of memory */
 

@@ -3,9 +3,16 @@ import Glibc
 /// Expiry times this worker has already read, kept honest by inotify so that
 /// the files stay the only truth: every change to a cached session's
 /// directory or `.expiration_ts`, by any process, is queued by the kernel in
-/// the very system call that makes it, and the queue is drained before each
-/// answer. A valid session thus costs one `read` that finds nothing, instead
-/// of opening and parsing its file.
+/// the very system call that makes it, and the queue is drained before an
+/// answer is given from the cache. A valid session thus costs at most one
+/// `read` that finds nothing, instead of opening and parsing its file.
+///
+/// In nginx the queue is drained once per turn of the event loop, not once
+/// per request (`start(perTurn: true)`, `endTurn()`): every request handled
+/// in a turn had begun to arrive before the turn began, so a change that
+/// the drain cannot see yet was made while that request was already on its
+/// way, and either order is a true one. A request sent after a change was
+/// made is read in a later turn, and sees it.
 ///
 /// Bounded: at most `capacity` sessions (and inotify watches) per worker.
 final class SessionCache {
@@ -18,6 +25,8 @@ final class SessionCache {
     private var order: [SessionKey] = []
     private var next = 0
     private var buffer = [UInt8](repeating: 0, count: 4096)
+    private var perTurn = false
+    private var drainedThisTurn = false
 
     static let sessionEvents = UInt32(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE
         | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
@@ -33,9 +42,11 @@ final class SessionCache {
         if fd >= 0 { close(fd) }
     }
 
-    /// In the worker process, once; without it the cache stays off.
-    func start() {
+    /// In the worker process, once; without it the cache stays off. With
+    /// `perTurn`, the caller reports the end of each turn of its event loop.
+    func start(perTurn: Bool = false) {
         guard fd < 0 else { return }
+        self.perTurn = perTurn
         fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         watchRoot()
     }
@@ -49,8 +60,16 @@ final class SessionCache {
 
     /// The cached expiry of `id`, after every change so far has been applied.
     func expiration(of id: SessionKey) -> Double? {
-        drain()
+        if !drainedThisTurn {
+            drain()
+            drainedThisTurn = perTurn
+        }
         return entries[id]?.expiresAt
+    }
+
+    /// The next answer from the cache drains the queue again.
+    func endTurn() {
+        drainedThisTurn = false
     }
 
     /// Watches the session's directory, then reads it with `read`: a change

@@ -25,9 +25,15 @@ public final class SessionStore {
         self.cache = SessionCache(root: root)
     }
 
-    /// Called in each worker process: turns on the inotify-kept cache.
-    public func startWorker() {
-        cache.start()
+    /// Called in each worker process: turns on the inotify-kept cache. With
+    /// `perTurn`, changes on disk are read once per turn of the worker's
+    /// event loop, whose end the worker reports with `endTurn()`.
+    public func startWorker(perTurn: Bool = false) {
+        cache.start(perTurn: perTurn)
+    }
+
+    public func endTurn() {
+        cache.endTurn()
     }
 
     public struct Created: Equatable {

@@ -204,7 +204,12 @@ public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int3
 
 @_cdecl("sms_store_worker_init")
 public func sms_store_worker_init(_ store: UnsafeMutableRawPointer?) {
-    object(store, as: SessionStore.self)?.startWorker()
+    object(store, as: SessionStore.self)?.startWorker(perTurn: true)
+}
+
+@_cdecl("sms_store_end_turn")
+public func sms_store_end_turn(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.endTurn()
 }
 
 @_cdecl("sms_sweep_step")

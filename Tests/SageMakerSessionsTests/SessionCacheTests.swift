@@ -46,6 +46,31 @@ final class SessionCacheTests: TempDirectoryTestCase {
         XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: t0 + 5))
     }
 
+    func testPerTurnTheQueueIsReadOnceUntilTheTurnEnds() throws {
+        let store = SessionStore(root: root, expiration: 1200)
+        store.startWorker(perTurn: true)
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        TestFS.removeTree(root + "/" + created.id)
+        // still this turn: the request was on its way before the removal
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        store.endTurn()
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .notFound)
+    }
+
+    func testPerTurnASessionReadInTheTurnIsReadAfterItsWatch() throws {
+        let store = SessionStore(root: root, expiration: 1200)
+        store.startWorker(perTurn: true)
+        let a = try store.create(now: t0), b = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(a.id, now: t0), .valid(expiresAt: a.expiresAt))
+        writeExpiry(b.id, "\(t0 + 7)")
+        // b was never cached: read from its file, even within the turn
+        XCTAssertEqual(try store.lookup(b.id, now: t0), .valid(expiresAt: t0 + 7))
+        store.endTurn()
+        writeExpiry(b.id, "\(t0 - 1)")
+        XCTAssertEqual(try store.lookup(b.id, now: t0), .expired)
+    }
+
     func testOtherKeysOfTheEngineDoNotEvict() throws {
         let store = startedStore()
         let created = try store.create(now: t0)

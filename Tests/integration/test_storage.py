@@ -1,9 +1,12 @@
 """SPEC §4: the on-disk format is the Python library's, the files are the
 truth, sessions outlive reloads and restarts, and expired ones are swept."""
 
+import collections
+import http.client
 import json
 import os
 import signal
+import threading
 import time
 
 from model_hosting_container_standards.sagemaker.sessions.manager import Session
@@ -151,3 +154,49 @@ def test_workers_caches_follow_the_files_at_once(start_nginx):
         for _ in range(12):
             r = ngx.request({"p": 1}, {SESSION: sid})
             assert r.status == 400, (change, r)
+
+
+def test_under_load_every_request_sent_after_a_change_on_disk_sees_it(start_nginx):
+    """Workers read changes on disk once per turn of their event loop, not
+    once per request: with many keep-alive clients in flight, so that turns
+    hold several requests, every request whose sending began after another
+    process finished removing the session (or moving its expiry into the
+    past) is refused; only requests already on their way may still pass."""
+    ngx = start_nginx(workers=2, listen="reuseport")
+    body = json.dumps({"p": 1})
+    for change in ("remove", "rewrite", "remove"):
+        sid = new_session(ngx)
+        done = threading.Event()
+        results = []   # (monotonic time the request began to be sent, status)
+
+        def client():
+            c = http.client.HTTPConnection("127.0.0.1", ngx.port, timeout=10)
+            mine = []
+            while not done.is_set():
+                began = time.monotonic()
+                c.request("POST", "/invocations", body=body,
+                          headers={SESSION: sid, "Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                mine.append((began, r.status))
+            c.close()
+            results.extend(mine)
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        session = Session(sid, ngx.sessions_path)
+        if change == "rewrite":
+            session.put(".expiration_ts", time.time() - 1)
+        else:
+            session.remove()
+        changed = time.monotonic()
+        time.sleep(0.5)
+        done.set()
+        for t in threads:
+            t.join()
+        before = [s for began, s in results if began < changed]
+        after = [s for began, s in results if began > changed]
+        assert before.count(200) > 50 and len(after) > 50, (change, len(before), len(after))
+        assert set(after) == {400}, (change, collections.Counter(after))
