@@ -25,15 +25,24 @@ public final class SessionStore {
         self.cache = SessionCache(root: root)
     }
 
+    private var perTurn = false
+    /// Sessions on disk when first counted in this turn, plus those made since.
+    private var count: Int64?
+    private var countedThisTurn = false
+
     /// Called in each worker process: turns on the inotify-kept cache. With
     /// `perTurn`, changes on disk are read once per turn of the worker's
-    /// event loop, whose end the worker reports with `endTurn()`.
+    /// event loop, whose end the worker reports with `endTurn()`: the
+    /// changes to cached sessions, and the number of sessions the limit
+    /// counts.
     public func startWorker(perTurn: Bool = false) {
+        self.perTurn = perTurn
         cache.start(perTurn: perTurn)
     }
 
     public func endTurn() {
         cache.endTurn()
+        countedThisTurn = false
     }
 
     public struct Created: Equatable {
@@ -62,7 +71,11 @@ public final class SessionStore {
     }
 
     func isFull() -> Bool {
-        guard let count = directoryCount() else { return false }
+        if !countedThisTurn {
+            count = directoryCount()
+            countedThisTurn = perTurn
+        }
+        guard let count else { return false }
         return count >= maxSessions
     }
 
@@ -92,6 +105,7 @@ public final class SessionStore {
             try? FileSystem.removeTree(directory)
             throw error
         }
+        count = count.map { $0 + 1 }
         return Created(id: id, expiresAt: expiresAt, remadeRoot: remadeRoot)
     }
 
@@ -146,6 +160,7 @@ public final class SessionStore {
             if error.code == ENOENT { return .notFound }
             throw error
         }
+        count = count.map { $0 - 1 }
         try? FileSystem.removeTree(gone)
         return .closed
     }
@@ -169,6 +184,7 @@ public final class SessionStore {
         if let key = SessionKey(id) { cache.forget(key) }
         let gone = removingName(for: id)
         guard (try? FileSystem.rename(directory(of: id), gone)) != nil else { return }
+        count = count.map { $0 - 1 }
         try? FileSystem.removeTree(gone)
     }
 

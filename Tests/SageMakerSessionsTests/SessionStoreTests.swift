@@ -316,6 +316,23 @@ final class SessionLimitTests: TempDirectoryTestCase {
         XCTAssertNoThrow(try store.create())
     }
 
+    func testPerTurnTheLimitCountsOnceAndFollowsThisWorkersCreatesAndCloses() throws {
+        let store = SessionStore(root: root, expiration: 1200, maxSessions: 3)
+        store.startWorker(perTurn: true)
+        let first = try store.create()
+        _ = try store.create()
+        XCTAssertEqual(try store.close(first.id), .closed)
+        _ = try store.create()
+        let last = try store.create()
+        XCTAssertThrowsError(try store.create()) { XCTAssertEqual($0 as? SystemError, .limitReached) }
+        // removed by another process: counted again in the next turn
+        TestFS.removeTree(root + "/" + last.id)
+        XCTAssertThrowsError(try store.create()) { XCTAssertEqual($0 as? SystemError, .limitReached) }
+        store.endTurn()
+        XCTAssertNoThrow(try store.create())
+        XCTAssertEqual(store.directoryCount(), 3)
+    }
+
     func testTheLimitAnswer() throws {
         let m = SessionManager(store: SessionStore(root: root, expiration: 1200, maxSessions: 1), injectPath: nil)
         _ = m.decide(sessionID: nil, body: RequestBody(kept(#"{"requestType":"NEW_SESSION"}"#)))
