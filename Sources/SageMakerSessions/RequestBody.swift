@@ -5,36 +5,81 @@ import Glibc
 /// at where it lies; only parsing reads it through, and nothing assembles it
 /// into one piece.
 public struct RequestBody {
-    public let segments: [UnsafeRawBufferPointer]
+    /// The body when it is one run of bytes, as nearly every body is: held
+    /// without an array, which would cost an allocation per request.
+    private let single: UnsafeRawBufferPointer
+    /// The runs when there are two or more; empty otherwise.
+    private let runs: [UnsafeRawBufferPointer]
 
     public init(_ bytes: UnsafeRawBufferPointer) {
-        segments = bytes.isEmpty ? [] : [bytes]
+        single = bytes
+        runs = []
     }
 
     public init(segments: [UnsafeRawBufferPointer]) {
-        self.segments = segments.contains(where: { $0.isEmpty }) ? segments.filter { !$0.isEmpty } : segments
+        self.init(count: segments.count) { segments[$0] }
     }
 
-    public var count: Int { segments.reduce(0) { $0 + $1.count } }
+    /// From `count` runs, `run(i)` each; an array only for two or more.
+    public init(count: Int, run: (Int) -> UnsafeRawBufferPointer) {
+        var first = UnsafeRawBufferPointer(start: nil, count: 0)
+        var more: [UnsafeRawBufferPointer] = []
+        for i in 0..<max(count, 0) {
+            let bytes = run(i)
+            if bytes.isEmpty { continue }
+            if first.isEmpty {
+                first = bytes
+                continue
+            }
+            if more.isEmpty {
+                more.reserveCapacity(count)
+                more.append(first)
+            }
+            more.append(bytes)
+        }
+        single = more.isEmpty ? first : UnsafeRawBufferPointer(start: nil, count: 0)
+        runs = more
+    }
+
+    /// The runs of bytes, none empty.
+    public var segments: [UnsafeRawBufferPointer] {
+        if !runs.isEmpty { return runs }
+        return single.isEmpty ? [] : [single]
+    }
+
+    /// The body as one run, when it is one (or empty).
+    var oneRun: UnsafeRawBufferPointer? { runs.isEmpty ? single : nil }
+
+    public var count: Int { oneRun?.count ?? runs.reduce(0) { $0 + $1.count } }
 
     /// Only a body whose first non-blank byte is `{` can be a JSON object.
     var startsLikeObject: Bool {
-        for segment in segments {
-            for b in segment {
-                switch b {
-                case 0x20, 0x09, 0x0a, 0x0d: continue
-                case UInt8(ascii: "{"): return true
-                default: return false
-                }
-            }
+        if let one = oneRun { return RequestBody.startsLikeObject(one) }
+        for segment in runs {
+            if let first = RequestBody.firstNonBlank(segment) { return first == UInt8(ascii: "{") }
         }
         return false
+    }
+
+    static func startsLikeObject(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        firstNonBlank(bytes) == UInt8(ascii: "{")
+    }
+
+    static func firstNonBlank(_ bytes: UnsafeRawBufferPointer) -> UInt8? {
+        for b in bytes {
+            switch b {
+            case 0x20, 0x09, 0x0a, 0x0d: continue
+            default: return b
+            }
+        }
+        return nil
     }
 
     /// Whether `needle` occurs anywhere, across segment boundaries too.
     func contains(_ needle: [UInt8]) -> Bool {
         guard !needle.isEmpty else { return true }
-        if segments.count == 1 { return RequestBody.search(needle, in: segments[0]) }
+        if let one = oneRun { return RequestBody.search(needle, in: one) }
+        let segments = runs
         var tail: [UInt8] = []
         for segment in segments {
             if !tail.isEmpty {
@@ -65,19 +110,15 @@ public struct RequestBody {
 
     /// The body as JSON (any JSON), read straight from its segments.
     func parse() -> JSON? {
-        switch segments.count {
-        case 0: return nil
-        case 1: return JSON.parse(segments[0])
-        default:
-            if segments.contains(where: JSON.hasRawNUL) { return nil }
-            let reader = SegmentReader(segments)
-            var error = json_error_t()
-            let flags = Int(JSON_DECODE_ANY | JSON_ALLOW_NUL)
-            let raw = withExtendedLifetime(reader) {
-                json_load_callback(SegmentReader.read, Unmanaged.passUnretained(reader).toOpaque(), flags, &error)
-            }
-            return raw.map(JSON.init(owning:))
+        if let one = oneRun { return one.isEmpty ? nil : JSON.parse(one) }
+        if runs.contains(where: JSON.hasRawNUL) { return nil }
+        let reader = SegmentReader(runs)
+        var error = json_error_t()
+        let flags = Int(JSON_DECODE_ANY | JSON_ALLOW_NUL)
+        let raw = withExtendedLifetime(reader) {
+            json_load_callback(SegmentReader.read, Unmanaged.passUnretained(reader).toOpaque(), flags, &error)
         }
+        return raw.map(JSON.init(owning:))
     }
 }
 

@@ -43,7 +43,7 @@ public enum SessionRequest {
     /// parser: what clients send for NEW_SESSION and CLOSE, read without
     /// building a parse tree. nil for anything else, which the parser reads.
     static func plainRequestType(_ body: RequestBody) -> String? {
-        guard body.segments.count == 1, let bytes = body.segments.first else { return nil }
+        guard let bytes = body.oneRun else { return nil }
         var i = 0
         let n = bytes.count
         func blanks() {
@@ -81,7 +81,7 @@ public enum SessionRequest {
 
     /// Only a body whose first non-blank byte is `{` can be a JSON object.
     static func startsLikeObject(_ body: UnsafeRawBufferPointer) -> Bool {
-        RequestBody(body).startsLikeObject
+        RequestBody.startsLikeObject(body)
     }
 
     /// False only when the body certainly holds no key `name`: neither the

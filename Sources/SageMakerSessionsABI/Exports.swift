@@ -124,19 +124,35 @@ public func sms_location_create(_ injectPath: UnsafeMutableRawPointer?,
 /// request does not put a manager together again.
 final class Location {
     let configured: SessionManager
-    private var bound: SessionManager?
-    private var boundStore: UnsafeMutableRawPointer?
+    private var bound: Bound?
+
+    /// Held in a class, so that a request borrows the manager instead of
+    /// copying it (a retain and a release for each of its references).
+    final class Bound {
+        let store: UnsafeMutableRawPointer?
+        let manager: SessionManager
+
+        init(_ store: UnsafeMutableRawPointer?, _ manager: SessionManager) {
+            self.store = store
+            self.manager = manager
+        }
+
+        func decide(_ header: UnsafeRawBufferPointer?, _ body: RequestBody, repeatedHeader: Bool) -> Decision {
+            manager.decide(header: header, body: body, repeatedHeader: repeatedHeader)
+        }
+    }
 
     init(_ configured: SessionManager) {
         self.configured = configured
     }
 
-    func manager(_ store: UnsafeMutableRawPointer?) -> SessionManager {
-        if let bound, boundStore == store { return bound }
-        let joined = SessionManager(store: object(store, as: SessionStore.self), injectPath: configured.injectPath,
-                                    createHandler: configured.createHandler, closeHandler: configured.closeHandler)
+    func joined(_ store: UnsafeMutableRawPointer?) -> Bound {
+        if let bound, bound.store == store { return bound }
+        let joined = Bound(store, SessionManager(store: object(store, as: SessionStore.self),
+                                                 injectPath: configured.injectPath,
+                                                 createHandler: configured.createHandler,
+                                                 closeHandler: configured.closeHandler))
         bound = joined
-        boundStore = store
         return joined
     }
 }
@@ -150,9 +166,9 @@ public func sms_release(_ handle: UnsafeMutableRawPointer?) {
 // MARK: - requests
 
 /// The location's manager with this cycle's store.
-func manager(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?) -> SessionManager {
-    object(location, as: Location.self)?.manager(store) ?? SessionManager(store: object(store, as: SessionStore.self),
-                                                                          injectPath: nil)
+func joined(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?) -> Location.Bound {
+    object(location, as: Location.self)?.joined(store)
+        ?? Location.Bound(store, SessionManager(store: object(store, as: SessionStore.self), injectPath: nil))
 }
 
 func sessionID(_ request: sms_request_t) -> [UInt8]? {
@@ -170,16 +186,9 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
                        _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
     guard let request, let alloc, let output else { return -1 }
     let r = request.pointee
-    var segments: [UnsafeRawBufferPointer] = []
-    if let body = r.body {
-        // reserveCapacity's path is specialized here; Array(unsafeUninitializedCapacity:)
-        // and Array(repeating:count:) look the storage type up at run time
-        segments.reserveCapacity(r.nbody)
-        for i in 0..<r.nbody { segments.append(bytes(body[i])) }
-    }
+    let body = RequestBody(count: r.body == nil ? 0 : r.nbody) { bytes(r.body[$0]) }
     let header = r.session_id.data == nil ? nil : bytes(r.session_id)
-    let decision = manager(store, location).decide(header: header, body: RequestBody(segments: segments),
-                                                   repeatedHeader: r.session_ids > 1)
+    let decision = joined(store, location).decide(header, body, repeatedHeader: r.session_ids > 1)
     return write(decision, to: output) { alloc(pool, $0) }
 }
 
