@@ -25,7 +25,7 @@ final class SessionCache {
     private var order: [SessionKey] = []
     private var next = 0
     private var buffer = [UInt8](repeating: 0, count: 4096)
-    private var perTurn = false
+    private(set) var perTurn = false
     private var drainedThisTurn = false
 
     static let sessionEvents = UInt32(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE

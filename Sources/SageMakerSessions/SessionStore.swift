@@ -25,7 +25,6 @@ public final class SessionStore {
         self.cache = SessionCache(root: root)
     }
 
-    private var perTurn = false
     /// Sessions on disk when first counted in this turn, plus those made since.
     private var count: Int64?
     private var countedThisTurn = false
@@ -36,7 +35,6 @@ public final class SessionStore {
     /// changes to cached sessions, and the number of sessions the limit
     /// counts.
     public func startWorker(perTurn: Bool = false) {
-        self.perTurn = perTurn
         cache.start(perTurn: perTurn)
     }
 
@@ -73,7 +71,7 @@ public final class SessionStore {
     func isFull() -> Bool {
         if !countedThisTurn {
             count = directoryCount()
-            countedThisTurn = perTurn
+            countedThisTurn = cache.perTurn
         }
         guard let count else { return false }
         return count >= maxSessions
