@@ -19,11 +19,12 @@ public struct SystemError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The few file operations the store needs, on plain paths. Small tmpfs
-/// operations only: this runs inside nginx's event loop.
+/// The few file operations the store needs: on a path, or on a name in a
+/// directory held open (`in`). Small tmpfs operations only: this runs
+/// inside nginx's event loop.
 enum FileSystem {
-    static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws(SystemError) {
-        if mkdir(path, mode) != 0 { throw .current }
+    static func makeDirectory(_ path: String, in dir: Int32 = AT_FDCWD, mode: mode_t = 0o755) throws(SystemError) {
+        if mkdirat(dir, path, mode) != 0 { throw .current }
     }
 
     /// `mkdir -p`.
@@ -45,8 +46,8 @@ enum FileSystem {
     }
 
     /// Creates a new file holding `bytes`; fails if it exists.
-    static func createFile(_ path: String, bytes: String) throws(SystemError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    static func createFile(_ path: String, in dir: Int32 = AT_FDCWD, bytes: String) throws(SystemError) {
+        let fd = openat(dir, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         if fd < 0 { throw .current }
         var bytes = bytes
         let ok = bytes.withUTF8 { buf -> Bool in
@@ -67,8 +68,8 @@ enum FileSystem {
     }
 
     /// Reads a small file whole; files larger than `limit` are an error.
-    static func readSmallFile(_ path: String, limit: Int = 4096) throws(SystemError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+    static func readSmallFile(_ path: String, in dir: Int32 = AT_FDCWD, limit: Int = 4096) throws(SystemError) -> [UInt8] {
+        let fd = openat(dir, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 { throw .current }
         defer { close(fd) }
         var failure: Int32 = 0
@@ -92,8 +93,8 @@ enum FileSystem {
         return out
     }
 
-    static func rename(_ from: String, _ to: String) throws(SystemError) {
-        if Glibc.rename(from, to) != 0 { throw .current }
+    static func rename(_ from: String, _ to: String, in dir: Int32 = AT_FDCWD) throws(SystemError) {
+        if renameat(dir, from, dir, to) != 0 { throw .current }
     }
 
     /// Modification time in Unix seconds, nil if the entry is gone.
@@ -105,18 +106,18 @@ enum FileSystem {
 
     /// `rm -rf` of one session directory: regular entries and, for whatever
     /// another process left there, nested directories a few levels deep.
-    static func removeTree(_ path: String) throws(SystemError) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    static func removeTree(_ path: String, in dir: Int32 = AT_FDCWD) throws(SystemError) {
+        let fd = openat(dir, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return }
             if errno == ENOTDIR || errno == ELOOP {
-                if unlink(path) != 0, errno != ENOENT { throw .current }
+                if unlinkat(dir, path, 0) != 0, errno != ENOENT { throw .current }
                 return
             }
             throw .current
         }
         try removeContents(of: fd, depth: 0)
-        if rmdir(path) != 0, errno != ENOENT { throw .current }
+        if unlinkat(dir, path, AT_REMOVEDIR) != 0, errno != ENOENT { throw .current }
     }
 
     private static func removeContents(of fd: Int32, depth: Int) throws(SystemError) {

@@ -13,6 +13,7 @@ public final class SessionStore {
     public let maxSessions: Int64
     let sweep: ExpirySweep
     let cache: SessionCache
+    let sessionsDirectory: SessionsDirectory
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"
@@ -23,24 +24,21 @@ public final class SessionStore {
         self.maxSessions = maxSessions
         self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration))
         self.cache = SessionCache(root: root)
+        self.sessionsDirectory = SessionsDirectory(path: root)
     }
-
-    /// Sessions on disk when first counted in this turn, plus those made since.
-    private var count: Int64?
-    private var countedThisTurn = false
 
     /// Called in each worker process: turns on the inotify-kept cache. With
     /// `perTurn`, changes on disk are read once per turn of the worker's
     /// event loop, whose end the worker reports with `endTurn()`: the
-    /// changes to cached sessions, and the number of sessions the limit
-    /// counts.
+    /// changes to cached sessions, the number of sessions the limit counts,
+    /// and which directory the sessions directory's path names.
     public func startWorker(perTurn: Bool = false) {
         cache.start(perTurn: perTurn)
     }
 
     public func endTurn() {
         cache.endTurn()
-        countedThisTurn = false
+        sessionsDirectory.endTurn()
     }
 
     public struct Created: Equatable {
@@ -59,22 +57,21 @@ public final class SessionStore {
 
     public func directory(of id: String) -> String { root + "/" + id }
 
-    /// How many session directories there are, in one `stat`: a directory's
-    /// link count is 2 plus its subdirectories (tmpfs, ext4). A file system
-    /// that does not count (link count 1) sets no limit.
+    /// How many sessions the limit counts; nil (no limit) on a file system
+    /// that does not count a directory's subdirectories.
     public func directoryCount() -> Int64? {
-        var st = stat()
-        guard stat(root, &st) == 0, st.st_nlink >= 2 else { return nil }
-        return Int64(st.st_nlink) - 2
+        sessionsDirectory.lookUp(perTurn: cache.perTurn)
+        return sessionsDirectory.sessions
     }
 
     func isFull() -> Bool {
-        if !countedThisTurn {
-            count = directoryCount()
-            countedThisTurn = cache.perTurn
-        }
-        guard let count else { return false }
+        guard let count = directoryCount() else { return false }
         return count >= maxSessions
+    }
+
+    /// Where a session's entries are reached from; see `SessionsDirectory`.
+    private func entries() -> (fd: Int32, prefix: String) {
+        sessionsDirectory.entries(perTurn: cache.perTurn)
     }
 
     /// The directory appears first and counts as a session only once its
@@ -83,27 +80,32 @@ public final class SessionStore {
     public func create(now: Double = WallClock.now(), id: String = SessionID.generate()) throws(SystemError) -> Created {
         guard !isFull() else { throw SystemError.limitReached }
         let expiresAt = now + Double(expiration)
-        let directory = directory(of: id)
+        var (fd, prefix) = entries()
         var remadeRoot = false
         do {
-            try FileSystem.makeDirectory(directory)
+            try FileSystem.makeDirectory(prefix + id, in: fd)
         } catch {
             // The sessions directory itself is gone (removed by hand, by a
             // cleanup job): made again, as at start-up, where the workers'
             // user may (/dev/shm, /tmp); the sessions that were in it are gone.
-            guard error.code == ENOENT, !FileSystem.isDirectory(root) else { throw error }
-            try FileSystem.makeDirectories(root)
-            try FileSystem.makeDirectory(directory)
-            remadeRoot = true
+            // Or the one held open was replaced in this turn: the path decides.
+            guard error.code == ENOENT else { throw error }
+            sessionsDirectory.letGo()
+            if !FileSystem.isDirectory(root) {
+                try FileSystem.makeDirectories(root)
+                remadeRoot = true
+            }
+            (fd, prefix) = entries()
+            try FileSystem.makeDirectory(prefix + id, in: fd)
         }
         do {
-            try FileSystem.createFile(directory + "/.expiration_ts",
+            try FileSystem.createFile(prefix + id + "/.expiration_ts", in: fd,
                                       bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
         } catch {
-            try? FileSystem.removeTree(directory)
+            try? FileSystem.removeTree(prefix + id, in: fd)
             throw error
         }
-        count = count.map { $0 + 1 }
+        sessionsDirectory.added()
         return Created(id: id, expiresAt: expiresAt, remadeRoot: remadeRoot)
     }
 
@@ -150,16 +152,17 @@ public final class SessionStore {
         case .expired: return .expired
         case .valid: break
         }
-        let gone = removingName(for: id)
         if let key = SessionKey(id) { cache.forget(key) }
+        let (fd, prefix) = entries()
+        let gone = prefix + removingName(for: id)
         do {
-            try FileSystem.rename(directory(of: id), gone)
+            try FileSystem.rename(prefix + id, gone, in: fd)
         } catch {
             if error.code == ENOENT { return .notFound }
             throw error
         }
-        count = count.map { $0 - 1 }
-        try? FileSystem.removeTree(gone)
+        sessionsDirectory.removed()
+        try? FileSystem.removeTree(gone, in: fd)
         return .closed
     }
 
@@ -168,7 +171,8 @@ public final class SessionStore {
     func expiration(of id: String) throws(SystemError) -> Double? {
         let bytes: [UInt8]
         do {
-            bytes = try FileSystem.readSmallFile(directory(of: id) + "/.expiration_ts")
+            let (fd, prefix) = entries()
+            bytes = try FileSystem.readSmallFile(prefix + id + "/.expiration_ts", in: fd)
         } catch {
             if error.code == ENOENT || error.code == ENOTDIR || error.code == EFBIG { return nil }
             throw error
@@ -180,15 +184,16 @@ public final class SessionStore {
     /// remove leaves a dot-entry that the sweep finishes later.
     func retire(_ id: String) {
         if let key = SessionKey(id) { cache.forget(key) }
-        let gone = removingName(for: id)
-        guard (try? FileSystem.rename(directory(of: id), gone)) != nil else { return }
-        count = count.map { $0 - 1 }
-        try? FileSystem.removeTree(gone)
+        let (fd, prefix) = entries()
+        let gone = prefix + removingName(for: id)
+        guard (try? FileSystem.rename(prefix + id, gone, in: fd)) != nil else { return }
+        sessionsDirectory.removed()
+        try? FileSystem.removeTree(gone, in: fd)
     }
 
     func removingName(for id: String) -> String {
         var rng = SystemRandomNumberGenerator()
-        return root + "/" + SessionStore.removingPrefix + id + "-" + String(rng.next(), radix: 36)
+        return SessionStore.removingPrefix + id + "-" + String(rng.next(), radix: 36)
     }
 
     /// Makes the directory usable by nginx's worker user when the master runs

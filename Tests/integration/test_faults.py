@@ -120,6 +120,37 @@ def test_sessions_directory_deleted_is_recreated_on_create(start_nginx, engine):
     assert "sessions directory" in ngx.error_log and "[warn]" in ngx.error_log, ngx.error_log
 
 
+def test_sessions_directory_replaced_while_nginx_runs(start_nginx, engine):
+    """Workers hold the sessions directory open, but the path is the truth:
+    moved away and made again (as a cleanup job might), the old sessions are
+    gone, new ones are made in the new directory, and sessions another
+    process writes there are valid, in every worker."""
+    ngx = start_nginx(workers=2, listen="reuseport")
+    before = [new_session(ngx) for _ in range(4)]
+    for sid in before:
+        assert ngx.request({"p": 1}, {SESSION: sid}).status == 200
+    old = ngx.sessions_path + ".old"
+    st = os.stat(ngx.sessions_path)
+    os.rename(ngx.sessions_path, old)
+    os.mkdir(ngx.sessions_path)
+    os.chown(ngx.sessions_path, st.st_uid, st.st_gid)
+    theirs = str(uuid.uuid4())
+    write_session(ngx.sessions_path, theirs, time.time() + 600)
+    for sid in before:
+        assert_not_found(ngx.request({"p": 1}, {SESSION: sid}), sid)
+    after = [assert_created(ngx.request({"requestType": "NEW_SESSION"})) for _ in range(6)]
+    assert sessions_on_disk(ngx.sessions_path) == sorted(after + [theirs])
+    assert sessions_on_disk(old) == sorted(before)
+    for sid in after + [theirs]:
+        for _ in range(3):   # both workers
+            assert ngx.request({"p": 1}, {SESSION: sid}).status == 200
+    for sid in after:
+        assert close_session(ngx, sid).status == 200
+    assert sessions_on_disk(ngx.sessions_path) == [theirs]
+    assert sessions_on_disk(old) == sorted(before)
+    assert "[warn]" not in ngx.error_log and "[error]" not in ngx.error_log, ngx.error_log
+
+
 def test_sessions_directory_deleted_where_workers_cannot_recreate_it(start_nginx, engine):
     """The parent is root's (0755): NEW_SESSION is a 424 with an [error] line
     until the directory is back; made again by hand, or by a reload, it works
