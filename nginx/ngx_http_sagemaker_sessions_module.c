@@ -119,6 +119,8 @@ static ngx_int_t ngx_http_sagemaker_sessions_capture(ngx_http_request_t *r,
     ngx_http_sagemaker_sessions_ctx_t *ctx, ngx_buf_t *b);
 static void ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev);
 static void ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev);
+static void ngx_http_sagemaker_sessions_turn_used(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
 
 static void *ngx_http_sagemaker_sessions_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf,
@@ -403,14 +405,7 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (smcf->turn.handler && !smcf->turn.posted) {
-        /*
-         * The turn ends before any event posted in it runs: a posted event
-         * may read a request that arrived after this one was decided.
-         */
-        smcf->turn.posted = 1;
-        ngx_queue_insert_head(&ngx_posted_events, &smcf->turn.queue);
-    }
+    ngx_http_sagemaker_sessions_turn_used(smcf);
 
     switch (d.action) {
 
@@ -1236,7 +1231,26 @@ ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev)
 
     delay = (ngx_msec_t) sms_sweep_step(smcf->store);
 
+    ngx_http_sagemaker_sessions_turn_used(smcf);
+
     ngx_add_timer(ev, delay ? delay : 1);
+}
+
+
+/*
+ * The store was used in this turn of the event loop: what it read of the
+ * disk holds until the turn ends. The turn ends before any event posted in
+ * it runs: a posted event may read a request that arrived after the store
+ * was used.
+ */
+static void
+ngx_http_sagemaker_sessions_turn_used(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf)
+{
+    if (smcf->turn.handler && !smcf->turn.posted) {
+        smcf->turn.posted = 1;
+        ngx_queue_insert_head(&ngx_posted_events, &smcf->turn.queue);
+    }
 }
 
 

@@ -151,6 +151,22 @@ def test_sessions_directory_replaced_while_nginx_runs(start_nginx, engine):
     assert "[warn]" not in ngx.error_log and "[error]" not in ngx.error_log, ngx.error_log
 
 
+def test_sessions_directory_replaced_after_the_sweep_looked_at_it(start_nginx, engine):
+    """The sweep's timer opens the sessions directory too, in turns of the
+    event loop with no request in them; those turns end like any other, so
+    the first request after the directory is replaced sees the new one."""
+    ngx = start_nginx(workers=1, http="sagemaker_sessions_expiration 10s;")  # a pass every second
+    before = new_session(ngx)
+    time.sleep(2.5)   # idle: only the sweep's passes run
+    st = os.stat(ngx.sessions_path)
+    os.rename(ngx.sessions_path, ngx.sessions_path + ".old")
+    os.mkdir(ngx.sessions_path)
+    os.chown(ngx.sessions_path, st.st_uid, st.st_gid)
+    assert_not_found(ngx.request({"p": 1}, {SESSION: before}), before)
+    after = assert_created(ngx.request({"requestType": "NEW_SESSION"}))
+    assert sessions_on_disk(ngx.sessions_path) == [after]
+
+
 def test_sessions_directory_deleted_where_workers_cannot_recreate_it(start_nginx, engine):
     """The parent is root's (0755): NEW_SESSION is a 424 with an [error] line
     until the directory is back; made again by hand, or by a reload, it works
