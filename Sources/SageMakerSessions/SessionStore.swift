@@ -167,14 +167,15 @@ public final class SessionStore {
     }
 
     /// The expiry time written in a session's `.expiration_ts`; nil when the
-    /// session (or that file) does not exist or does not hold a number.
+    /// session (or that file) does not exist or is not in the format: not a
+    /// number, too large, a directory, a symbolic link (never followed).
     func expiration(of id: String) throws(SystemError) -> Double? {
         let bytes: [UInt8]
         do {
             let (fd, prefix) = entries()
             bytes = try FileSystem.readSmallFile(prefix + id + "/.expiration_ts", in: fd)
         } catch {
-            if error.code == ENOENT || error.code == ENOTDIR || error.code == EFBIG { return nil }
+            if [ENOENT, ENOTDIR, EFBIG, EISDIR, ELOOP].contains(error.code) { return nil }
             throw error
         }
         return bytes.withUnsafeBytes { JSON.parse($0)?.numberValue }

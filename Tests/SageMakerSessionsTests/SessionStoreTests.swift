@@ -172,6 +172,26 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(try store().lookup(id, now: t0), .notFound)
     }
 
+    /// Not in the format: no session, no storage failure; the sweep removes
+    /// such a directory once it is older than a create in progress can be.
+    func testExpirationThatIsADirectoryOrASymlinkIsNotFoundAndSwept() throws {
+        let s = store()
+        let asDirectory = "11111111-2222-4333-8444-555555555555"
+        let asLink = "11111111-2222-4333-8444-555555555556"
+        XCTAssertTrue(TestFS.mkdir(root + "/" + asDirectory))
+        XCTAssertTrue(TestFS.mkdir(root + "/" + asDirectory + "/.expiration_ts"))
+        XCTAssertTrue(TestFS.mkdir(root + "/" + asLink))
+        XCTAssertTrue(TestFS.write(root + "/target", "1e12"))
+        XCTAssertEqual(symlink(root + "/target", root + "/" + asLink + "/.expiration_ts"), 0)
+        for id in [asDirectory, asLink] {
+            XCTAssertEqual(try s.lookup(id, now: t0), .notFound, id)
+            XCTAssertEqual(try s.close(id, now: t0), .notFound, id)
+        }
+        _ = sweepUntilPassEnds(s, now: WallClock.now().rounded(.down) + 100_000)
+        XCTAssertEqual(TestFS.entries(root), ["target"])
+        XCTAssertTrue(TestFS.exists(root + "/target"))
+    }
+
     func testSessionRemovedByAnotherProcessIsGone() throws {
         let s = store()
         let created = try s.create(now: t0)
