@@ -303,9 +303,17 @@ def main():
 
         def measure(name, url, lua, live, plain_url=None, plain_script=None, pairs=PAIRS, connections=CONNECTIONS):
             pairs_run = []
-            for _ in range(pairs):
-                ref = wrk(plain_url or base + "/plain", plain_script or plain_lua, connections=connections)
-                got = wrk(url, lua, connections=connections)
+            for i in range(pairs):
+                # every other pair the other way round, so that a drift
+                # within pairs favours neither side
+                ref_run = lambda: wrk(plain_url or base + "/plain", plain_script or plain_lua, connections=connections)
+                got_run = lambda: wrk(url, lua, connections=connections)
+                if i % 2:
+                    got = got_run()
+                    ref = ref_run()
+                else:
+                    ref = ref_run()
+                    got = got_run()
                 pairs_run.append((ref, got))
             got = {k: median([g[k] for _, g in pairs_run]) for k in ("rps", "p50", "p99")}
             got["non2xx"] = sum(g["non2xx"] for _, g in pairs_run)
@@ -501,7 +509,8 @@ def report(rows, notes, py_rows):
             + ("; the servers pinned to CPU 0 and wrk to CPU 1" if PIN else "")
             + f"; wrk 1 thread, {CONNECTIONS} connections (1 where a row says so), {DURATION} s "
             f"a run; each module figure is the median of {PAIRS} pairs of runs ({max(PAIRS, 3)} for the valid "
-            "session at saturation), a pair being plain proxy_pass then the module, back to back; a ratio is "
+            "session at saturation), a pair being plain proxy_pass and the module back to back, in turn one "
+            "and the other first; a ratio is "
             "the median of the pairs' ratios. The plain proxy_pass "
             "run of a pair sends the very same requests (same body, and the session header where the "
             "module's run has one), so that a ratio is the module's own cost. The whole-machine NEW_SESSION "
