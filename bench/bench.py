@@ -21,6 +21,10 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
+
+from harness import engine_stub_conf, front_conf, indented, proxy_location  # noqa: E402
+
 MODULE = os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
 DURATION = int(os.environ.get("BENCH_SECONDS", "2"))
 # each module figure: the median of PAIRS (plain proxy_pass, module) runs made
@@ -79,71 +83,20 @@ def stop_all():
             proc.kill()
 
 
-ENGINE = """
-worker_processes 1;
-daemon off;
-pid {dir}/engine.pid;
-error_log {dir}/engine.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            default_type application/json;
-            return 200 '{{"generated_text":"hello"}}';
-        }}
-    }}
-}}
-"""
+# what the engine stub answers, and the front's /ceiling (nginx answering by itself)
+ENGINE_BODY = '{"generated_text":"hello"}'
 
-FRONT = """
-load_module {module};
-worker_processes {workers};
-daemon off;
-pid {dir}/front.pid;
-error_log {dir}/front.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    client_max_body_size 4m;
-    client_body_buffer_size 2m;
-    sagemaker_sessions on;
-    sagemaker_sessions_path {sessions};
-    sagemaker_sessions_expiration {expiration};
-    sagemaker_sessions_max 2000000;
-    upstream engine {{
-        server 127.0.0.1:{engine};
-        keepalive 64;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location = /ceiling {{
-            default_type application/json;
-            return 200 '{{"generated_text":"hello"}}';
-        }}
-        location = /plain {{
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://engine;
-        }}
-        location = /invocations {{
-            sagemaker_session_manager;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://engine;
-        }}
-        location = /inject {{
-            sagemaker_session_manager session_id_path=session_id;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://engine;
-        }}
-    }}
-}}
-"""
+# the front's locations: the ceiling, plain proxy_pass (the reference), and the
+# module without and with body injection
+LOCATIONS = "\n".join([
+    indented(["location = /ceiling {",
+              "    default_type application/json;",
+              f"    return 200 '{ENGINE_BODY}';",
+              "}"], 8),
+    proxy_location("/plain"),
+    proxy_location("/invocations", "sagemaker_session_manager;"),
+    proxy_location("/inject", "sagemaker_session_manager session_id_path=session_id;"),
+])
 
 PYTHON_APP = """
 from fastapi import FastAPI, Request
@@ -269,15 +222,20 @@ def main():
     try:
         engine_port, front_port, py_port = free_port(), free_port(), free_port()
         with open(os.path.join(work, "engine.conf"), "w") as f:
-            f.write(ENGINE.format(dir=work, port=engine_port))
+            f.write(engine_stub_conf(work, engine_port, ENGINE_BODY, pid="engine.pid", log="engine.log",
+                                     level="warn"))
         start(["nginx", "-p", work, "-c", os.path.join(work, "engine.conf"), "-e", os.path.join(work, "engine.log")],
               engine_port)
 
         def front(expiration="20m", workers=WORKERS, cpu=0):
             conf = os.path.join(work, "front.conf")
             with open(conf, "w") as f:
-                f.write(FRONT.format(module=MODULE, workers=workers, dir=work, sessions=sessions,
-                                     expiration=expiration, engine=engine_port, port=front_port))
+                f.write(front_conf(directory=work, pid="front.pid", log="front.log", level="warn", module=MODULE,
+                                   workers=workers, sessions=sessions, expiration=expiration,
+                                   engine_port=engine_port, port=front_port,
+                                   http=[f"client_body_temp_path {work}/body;", f"proxy_temp_path {work}/proxy;",
+                                         "client_max_body_size 4m;", "client_body_buffer_size 2m;"],
+                                   sessions_max=2000000, locations=LOCATIONS))
             return start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], front_port,
                          cpu=cpu)
 

@@ -237,6 +237,20 @@ class Engine:
         self.server.server_close()
 
 
+def indented(lines, spaces):
+    """Lines of an nginx.conf, each indented by `spaces`, as one text."""
+    return "\n".join(" " * spaces + line for line in lines)
+
+
+def temp_paths(directory):
+    """http-context lines that keep nginx's temp files in `directory`."""
+    return [f"client_body_temp_path {directory}/client_body;",
+            f"proxy_temp_path {directory}/proxy;",
+            f"fastcgi_temp_path {directory}/fastcgi;",
+            f"uwsgi_temp_path {directory}/uwsgi;",
+            f"scgi_temp_path {directory}/scgi;"]
+
+
 CONF = """\
 load_module {module};
 worker_processes {workers};
@@ -247,11 +261,7 @@ error_log {dir}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+{temp_paths}
 {http_extra}
     upstream engine {{
         server 127.0.0.1:{engine_port};
@@ -297,6 +307,7 @@ class Nginx:
         with open(self.conf, "w") as f:
             f.write(CONF.format(
                 module=MODULE, workers=workers, dir=self.dir, main_extra=main,
+                temp_paths=indented(temp_paths(self.dir), 4),
                 http_extra="\n".join("    " + l for l in http_lines if l),
                 engine_port=engine_port, port=self.port, listen=listen and " " + listen,
                 server_extra="\n".join("        " + l for l in server.splitlines() if l.strip()),
@@ -427,6 +438,15 @@ def request(port, body=b"", headers=None, method="POST", path="/invocations"):
         conn.close()
 
 
+def chunked(body, size=7):
+    """body in the chunked transfer coding, in chunks of `size` bytes."""
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i:i + size]
+        out += b"%x\r\n" % len(part) + part + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
 def raw_request(port, data, timeout=30):
     """Sends bytes as they are; returns the whole answer (until close)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -471,3 +491,78 @@ def assert_emerg(result, *words):
     assert line, out
     for w in words:
         assert w in line, (w, line)
+
+
+# --- whole nginx.conf texts for the load scripts (bench/bench.py,
+# Tests/load/consistency.py), which start their nginx servers themselves
+
+# the main context and the start of the http block, the same for both
+MAIN_CONF = """worker_processes {workers};
+daemon off;
+pid {dir}/{pid};
+error_log {dir}/{log} {level};
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+"""
+
+ENGINE_STUB_CONF = "\n" + MAIN_CONF + """    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+
+FRONT_CONF = "\nload_module {module};\n" + MAIN_CONF + """{http}
+    upstream engine {{
+        server 127.0.0.1:{engine_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port}{listen};
+{locations}
+    }}
+}}
+"""
+
+
+def engine_stub_conf(directory, port, body, pid, log, level):
+    """A second nginx standing in for a fast engine: one worker answering
+    every request 200 with the JSON `body`. pid, log: file names in `directory`."""
+    return ENGINE_STUB_CONF.format(workers=1, dir=directory, pid=pid, log=log, level=level, port=port,
+                                   body=body)
+
+
+def proxy_location(path, manager=None):
+    """`location = path` passed to the engine on keep-alive connections;
+    manager: the sagemaker_session_manager directive, if any."""
+    lines = [f"location = {path} {{"]
+    if manager:
+        lines.append("    " + manager)
+    lines += ["    proxy_http_version 1.1;",
+              '    proxy_set_header Connection "";',
+              "    proxy_pass http://engine;",
+              "}"]
+    return indented(lines, 8)
+
+
+def front_conf(*, directory, pid, log, level, module, workers, sessions, expiration, engine_port, port,
+               http=(), sessions_max=None, listen="", locations=None):
+    """nginx with the module in front of the engine at `engine_port`, its
+    sessions in `sessions`. pid, log: file names in `directory`; http: lines
+    for the http block, before the session directives; listen: parameters of
+    `listen`; locations: the server's locations as text, by default
+    `location = /invocations` with the session manager."""
+    http_lines = list(http) + ["sagemaker_sessions on;",
+                               f"sagemaker_sessions_path {sessions};",
+                               f"sagemaker_sessions_expiration {expiration};"]
+    if sessions_max is not None:
+        http_lines.append(f"sagemaker_sessions_max {sessions_max};")
+    if locations is None:
+        locations = proxy_location("/invocations", "sagemaker_session_manager;")
+    return FRONT_CONF.format(module=module, workers=workers, dir=directory, pid=pid, log=log, level=level,
+                             http=indented(http_lines, 4), engine_port=engine_port, port=port,
+                             listen=listen and " " + listen, locations=locations)

@@ -4,7 +4,7 @@ at session_id_path (SPEC §3 "beyond", §3.1 invocation row)."""
 import json
 import os
 
-from harness import SESSION, new_session, raw_request
+from harness import SESSION, chunked, new_session, raw_request
 
 
 def test_non_json_bodies_reach_the_engine_byte_for_byte(ngx, engine):
@@ -94,14 +94,6 @@ def test_injection_through_a_non_object_is_400(start_nginx, engine):
     assert r.status == 400
     assert "metadata" in r.json()["detail"]
     assert engine.count() == 0
-
-
-def chunked(body, size=7):
-    out = b""
-    for i in range(0, len(body), size):
-        part = body[i:i + size]
-        out += b"%x\r\n" % len(part) + part + b"\r\n"
-    return out + b"0\r\n\r\n"
 
 
 def send_chunked(ngx, body, headers=()):

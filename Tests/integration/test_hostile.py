@@ -26,7 +26,7 @@ import time
 import pytest
 
 from harness import (detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
-                     SESSION, Reply, Response, close_session, new_session, workdir)
+                     SESSION, Reply, Response, chunked, close_session, new_session, workdir)
 
 MiB = 1024 * 1024
 NOT_AN_OBJECT = 'Bad request: the body must be a JSON object to carry the session id at "session_id"'
@@ -100,14 +100,6 @@ def http(method="POST", body=b"", headers=(), version="1.1", path="/invocations"
     return head + b"\r\n" + body
 
 
-def chunked(body, size=7):
-    out = b""
-    for i in range(0, len(body), size):
-        part = body[i:i + size]
-        out += b"%x\r\n" % len(part) + part + b"\r\n"
-    return out + b"0\r\n\r\n"
-
-
 def sid_header(sid):
     return (SESSION, sid)
 
@@ -164,6 +156,21 @@ def engine_mode(start_nginx, engine, inject=True, http_conf="", **kw):
     return start_nginx(location=manager + " " + HANDLERS, server=HANDLER_LOCATIONS, http=http_conf, **kw)
 
 
+def start_mode(start_nginx, engine, mode, http_conf=""):
+    """nginx writing the session id into bodies at "session_id": the built-in
+    manager (mode "builtin") or engine handlers (mode "engine", engine_mode)."""
+    if mode == "builtin":
+        return start_nginx(http=http_conf, location="sagemaker_session_manager session_id_path=session_id;")
+    return engine_mode(start_nginx, engine, http_conf=http_conf)
+
+
+def start_mode_with_session(start_nginx, engine, mode, engine_sid, http_conf=""):
+    """start_mode's nginx and a session id to use with it: a new session of
+    the built-in manager, or `engine_sid` (engine handlers pass any id on)."""
+    ngx = start_mode(start_nginx, engine, mode, http_conf)
+    return ngx, (new_session(ngx) if mode == "builtin" else engine_sid)
+
+
 def snapshot(root, skip=("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "error.log")):
     """Every entry under root with its type, size, mtime and content."""
     out = {}
@@ -199,12 +206,7 @@ def test_zero_byte_bodies(start_nginx, engine, mode):
     """Content-Length: 0 and an empty chunked body are ordinary invocations:
     they reach the engine empty. With a session header and session_id_path
     there is nothing to write the id into: 400 (SPEC §3 "beyond")."""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine)
-        sid = "any-engine-id"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "any-engine-id")
     empty_chunked = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                      b"\r\n0\r\n\r\n")
     with Conn(ngx.port) as c:
@@ -237,12 +239,7 @@ def framing_with_header(request, name, value):
 def test_one_mib_bodies_at_the_default_limit(start_nginx, engine, mode):
     """1 MiB is exactly nginx's default client_max_body_size: allowed, spilled
     to a temp file, passed byte for byte; one byte more is nginx's 413."""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine)
-        sid = "engine-session-7"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "engine-session-7")
     digest_responder(engine)
     blob = os.urandom(MiB)
     r = ngx.request(blob, {"Content-Type": "application/octet-stream"})
@@ -366,11 +363,7 @@ def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
     spilled to a temp file, over the limit, malformed, or mixed with
     Content-Length: session requests still work; bad framing is nginx's 400
     and reaches neither the engine nor the store."""
-    if mode == "builtin":
-        ngx = start_nginx(http="client_body_buffer_size 1k; client_max_body_size 64k;",
-                          location="sagemaker_session_manager session_id_path=session_id;")
-    else:
-        ngx = engine_mode(start_nginx, engine, http_conf="client_body_buffer_size 1k; client_max_body_size 64k;")
+    ngx = start_mode(start_nginx, engine, mode, http_conf="client_body_buffer_size 1k; client_max_body_size 64k;")
     te = [(b"Transfer-Encoding: chunked")]
 
     def send(body_bytes, extra=(), close=True):
@@ -426,10 +419,7 @@ def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
 def test_slow_client_gets_a_normal_answer(start_nginx, engine, mode):
     """A body sent in pieces with pauses (Content-Length and chunked), byte by
     byte, or after waiting for 100 Continue: the usual answers."""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-    else:
-        ngx = engine_mode(start_nginx, engine)
+    ngx = start_mode(start_nginx, engine, mode)
     new = b'{"requestType": "NEW_SESSION"}'
     with Conn(ngx.port) as c:
         c.send(http(body=new)[:-len(new)] + new[:14])
@@ -478,12 +468,7 @@ def test_client_that_stops_half_way_reaches_nothing(start_nginx, engine, mode):
     chunked, or part way into the temp file): nothing reaches the engine, no
     session is made, nginx logs it at info and goes on."""
     http_conf = "client_body_buffer_size 8k;"
-    if mode == "builtin":
-        ngx = start_nginx(http=http_conf, location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine, http_conf=http_conf)
-        sid = "engine-sid"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "engine-sid", http_conf=http_conf)
     on_disk = sorted(os.listdir(ngx.sessions_path))
     n = engine.count()
     partial = [
@@ -587,12 +572,7 @@ def test_invalid_utf8(start_nginx, engine, mode):
     session header it has no object to write into: 400. A session id that is
     not UTF-8 is unknown to the built-in store, and refused (400) where the
     engine would have to read it as text."""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine)
-        sid = "engine-sid"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "engine-sid")
     on_disk = sorted(os.listdir(ngx.sessions_path))
     bodies = [b'{"requestType": "NEW_SESSION\xff"}',
               b'{"requestType": "NEW_SESSION", "x": "\xc3\x28"}',
@@ -662,13 +642,7 @@ def test_json_nested_100k_levels(start_nginx, engine, mode):
     session header and session_id_path the id cannot be written: 400 saying
     so. Within the bound, a deep session request with another key is the
     usual malformed-request 400."""
-    if mode == "builtin":
-        ngx = start_nginx(http="client_max_body_size 4m;",
-                          location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine, http_conf="client_max_body_size 4m;")
-        sid = "engine-sid"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "engine-sid", http_conf="client_max_body_size 4m;")
     digest_responder(engine)
     on_disk = sorted(os.listdir(ngx.sessions_path))
     for name, body in deep_bodies().items():
@@ -698,13 +672,7 @@ def test_json_with_100k_keys(start_nginx, engine, mode):
     end with the injected id (the last repeat is the one every parser keeps);
     beside requestType they make a malformed session request that names the
     first few."""
-    if mode == "builtin":
-        ngx = start_nginx(http="client_max_body_size 16m;",
-                          location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine, http_conf="client_max_body_size 16m;")
-        sid = "engine-sid"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "engine-sid", http_conf="client_max_body_size 16m;")
     n_keys = 100_000
     keys = b",".join(b'"k%d":%d' % (i, i) for i in range(n_keys))
     plain = b"{" + keys + b"}"
@@ -836,11 +804,10 @@ def test_two_session_headers(start_nginx, engine, mode):
     both modes, before anything reaches the store or the engine; NEW_SESSION
     does not read the header, so it still creates. (The built-in invocation
     and CLOSE cases with two live sessions are in test_builtin_manager.)"""
+    ngx = start_mode(start_nginx, engine, mode)
     if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
         a, b = new_session(ngx), new_session(ngx)
     else:
-        ngx = engine_mode(start_nginx, engine)
         a, b = "engine-a", "engine-b"
     n = engine.count()
     pairs = [(a, b), (a, a), ("", a), (a, "")]
@@ -874,12 +841,7 @@ def test_cr_lf_nul_and_control_bytes_in_session_ids(start_nginx, engine, mode):
     control bytes reach the module: an unknown session for the built-in
     manager (JSON-escaped in the 400), passed on with engine handlers
     (JSON-escaped where it is written into a body)."""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-        sid = new_session(ngx)
-    else:
-        ngx = engine_mode(start_nginx, engine)
-        sid = "engine-sid"
+    ngx, sid = start_mode_with_session(start_nginx, engine, mode, "engine-sid")
     on_disk = sorted(os.listdir(ngx.sessions_path))
     n = engine.count()
 
@@ -1088,10 +1050,7 @@ def test_http_10_with_and_without_keepalive(start_nginx, engine, mode):
     """HTTP/1.0: each answer ends the connection unless the client asked to
     keep it; with `Connection: keep-alive` a whole session's life (create,
     use, close, use after close) runs on one connection."""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-    else:
-        ngx = engine_mode(start_nginx, engine)
+    ngx = start_mode(start_nginx, engine, mode)
     with Conn(ngx.port) as c:
         c.send(http(body={"requestType": "NEW_SESSION"}, version="1.0"))
         r = c.read()
@@ -1145,10 +1104,7 @@ def test_keepalive_reuse_and_pipelining(start_nginx, engine, mode):
     write), including a chunked one, errors in the middle, and a last
     request that closes the connection. (test_engine_handlers has a plain keep-alive
     create/close/invocation through engine handlers.)"""
-    if mode == "builtin":
-        ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
-    else:
-        ngx = engine_mode(start_nginx, engine)
+    ngx = start_mode(start_nginx, engine, mode)
     unknown = "6f1c1b1e-8d47-4c3b-9a4e-2f1e0c9b7a11"
     with Conn(ngx.port) as c:
         for _ in range(3):

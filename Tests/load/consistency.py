@@ -73,7 +73,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
 
-from harness import MODULE, Nginx, free_port  # noqa: E402
+from harness import MODULE, Nginx, engine_stub_conf, free_port, front_conf, temp_paths  # noqa: E402
 
 try:
     import uvloop   # a faster event loop: more of the CPU goes to nginx
@@ -150,58 +150,6 @@ end
 """
 WRK_POOL = int(os.environ.get("CONSISTENCY_WRK_POOL", "200"))
 WRK_CONNECTIONS = int(os.environ.get("CONSISTENCY_WRK_CONNECTIONS", "64"))
-
-ENGINE_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            default_type application/json;
-            return 200 '{body}';
-        }}
-    }}
-}}
-"""
-
-FRONT_CONF = """
-load_module {module};
-worker_processes {workers};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    sagemaker_sessions on;
-    sagemaker_sessions_path {sessions};
-    sagemaker_sessions_expiration {expiration};
-    upstream engine {{
-        server 127.0.0.1:{engine};
-        keepalive 64;
-    }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        location = /invocations {{
-            sagemaker_session_manager;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass http://engine;
-        }}
-    }}
-}}
-"""
-
 
 def workdir():
     d = tempfile.mkdtemp(prefix="sms-load-")
@@ -653,14 +601,16 @@ def main():
     servers = []
     try:
         engine_port, main_port, short_port = free_port(), free_port(), free_port()
-        engine = Nginx.from_text(ENGINE_CONF.format(dir=dirs[0], port=engine_port, body=ENGINE_BODY.decode()),
+        engine = Nginx.from_text(engine_stub_conf(dirs[0], engine_port, ENGINE_BODY.decode(), pid="nginx.pid",
+                                                  log="error.log", level="warn"),
                                  engine_port, dirs[0])
         servers.append(engine.start())
 
         def front(d, port, expiration):
-            return Nginx.from_text(FRONT_CONF.format(module=MODULE, workers=WORKERS, dir=d, sessions=sessions,
-                                                     expiration=expiration, engine=engine_port, port=port),
-                                   port, d)
+            conf = front_conf(directory=d, pid="nginx.pid", log="error.log", level="notice", module=MODULE,
+                              workers=WORKERS, sessions=sessions, expiration=expiration, engine_port=engine_port,
+                              port=port, http=temp_paths(d), listen="reuseport")
+            return Nginx.from_text(conf, port, d)
         main_ngx = front(dirs[1], main_port, LONG)
         servers.append(main_ngx.start())
         short_ngx = front(dirs[2], short_port, SHORT)
