@@ -146,14 +146,15 @@ final class SessionManagerTests: TempDirectoryTestCase {
 
     func testCloseStoreFailure() throws {
         let m = try manager()
-        // A `.expiration_ts` that cannot be read as a file.
+        // A `.expiration_ts` that cannot be opened at all: a socket.
         let id = "11111111-2222-4333-8444-555555555555"
         XCTAssertTrue(TestFS.mkdir(root + "/" + id))
-        XCTAssertTrue(TestFS.mkdir(root + "/" + id + "/.expiration_ts"))
+        let socket = TestFS.bindSocket(root + "/" + id + "/.expiration_ts")
+        defer { close(socket) }
         assertError(m.decide(header: id, body: closeSession, now: t0), 424,
-                    "Failed to close session: Is a directory")
+                    "Failed to close session: No such device or address")
         assertError(m.decide(header: id, body: "{}", now: t0), 424,
-                    "Failed to read session: Is a directory")
+                    "Failed to read session: No such device or address")
     }
 
     // MARK: invocations

@@ -20,6 +20,24 @@ enum TestFS {
         }
     }
 
+    /// A Unix socket bound at `path` (its descriptor): an entry no file
+    /// call can open.
+    static func bindSocket(_ path: String) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        XCTAssertEqual(bound, 0, "bind \(path): errno \(errno)")
+        return fd
+    }
+
     /// `rm -rf`, tolerant of whatever is missing.
     static func removeTree(_ path: String) {
         var st = stat()
