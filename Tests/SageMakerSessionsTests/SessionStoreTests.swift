@@ -192,6 +192,16 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertTrue(TestFS.exists(root + "/target"))
     }
 
+    /// Opening a FIFO for reading waits for a writer: a worker must not.
+    func testExpirationThatIsAFIFOIsNotFoundAtOnce() throws {
+        let id = "11111111-2222-4333-8444-555555555555"
+        XCTAssertTrue(TestFS.mkdir(root + "/" + id))
+        XCTAssertEqual(mkfifo(root + "/" + id + "/.expiration_ts", 0o644), 0)
+        alarm(10)  // a wait kills the test run instead of hanging it
+        defer { alarm(0) }
+        XCTAssertEqual(try store().lookup(id, now: t0), .notFound)
+    }
+
     func testSessionRemovedByAnotherProcessIsGone() throws {
         let s = store()
         let created = try s.create(now: t0)
@@ -245,7 +255,7 @@ final class SessionStoreTests: TempDirectoryTestCase {
         repeat {
             delay = s.sweepStep(now: now)
             steps += 1
-        } while delay < 1000 && steps < 10_000
+        } while delay < UInt64(s.sweep.interval * 1000) && steps < 10_000
         return (delay, steps)
     }
 
@@ -301,11 +311,21 @@ final class SessionStoreTests: TempDirectoryTestCase {
         let now = (WallClock.now()).rounded(.down) + 100_000
         for _ in 0..<150 { _ = try s.create(now: now - 5000) }
         let keep = try s.create(now: now)
-        XCTAssertEqual(s.sweepStep(now: now), 1)  // 151 entries: the first batch of 16 is not the end
+        // 151 entries: the first batch of 16 is not the end; 10 ticks spread over 30 s
+        XCTAssertEqual(s.sweepStep(now: now), 3_000)
         let (delay, steps) = sweepUntilPassEnds(s, now: now)
         XCTAssertEqual(delay, 60_000)
         XCTAssertGreaterThanOrEqual(steps, 2)
         XCTAssertEqual(TestFS.entries(root), [keep.id])
+    }
+
+    func testAPassIsSpreadOverHalfTheIntervalButTicksAtMostEveryMillisecond() {
+        XCTAssertEqual(ExpirySweep.pace(entries: 0, interval: 60), 30_000)
+        XCTAssertEqual(ExpirySweep.pace(entries: 10_000, interval: 60), 48)
+        XCTAssertEqual(ExpirySweep.pace(entries: 100_000, interval: 60), 4)
+        XCTAssertEqual(ExpirySweep.pace(entries: 480_000, interval: 60), 1)
+        XCTAssertEqual(ExpirySweep.pace(entries: 5_000_000, interval: 60), 1)
+        XCTAssertEqual(ExpirySweep.pace(entries: 100_000, interval: 1), 1)
     }
 
     func testSweepIntervalFollowsExpiration() {
