@@ -5,9 +5,9 @@ import Glibc
 /// and no tick holds the event loop for long.
 ///
 /// A pass is spread over half the interval, not run as fast as ticks allow:
-/// reading 100k live sessions' files at 16 per millisecond took 8% of a busy
-/// worker for 6 s; spread, the same work takes under 2% at any moment. Only
-/// a store too large to cover that way ticks every millisecond.
+/// reading 100k live sessions' files at 16 per millisecond took 8% of a
+/// worker's time for 6 s; spread over 30 s, about 3%. Only a store too
+/// large to cover that way ticks every millisecond.
 final class ExpirySweep {
     /// Entries examined per tick, and the shortest pause between ticks.
     static let batch = 16
