@@ -50,11 +50,9 @@ final class ExpirySweep {
                 return UInt64(interval * 1000)
             }
             dir = opened
-            // a directory's link count is 2 plus its subdirectories; where
-            // the file system does not count them, as fast as ticks allow
-            var st = stat()
-            let counted = fstat(dirfd(opened), &st) == 0 && st.st_nlink >= 2
-            pace = counted ? ExpirySweep.pace(entries: Int(st.st_nlink) - 2, interval: interval) : ExpirySweep.tickMs
+            // where the file system does not count sessions, as fast as ticks allow
+            pace = store.directoryCount().map { ExpirySweep.pace(entries: Int($0), interval: interval) }
+                ?? ExpirySweep.tickMs
         }
         for _ in 0..<ExpirySweep.batch {
             guard let d = dir, let entry = readdir(d) else {

@@ -171,8 +171,9 @@ func joined(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPoint
         ?? Location.Bound(store, SessionManager(store: object(store, as: SessionStore.self), injectPath: nil))
 }
 
-func sessionID(_ request: sms_request_t) -> [UInt8]? {
-    request.session_id.data.map { Array(UnsafeBufferPointer(start: $0, count: request.session_id.len)) }
+/// The session header's value where nginx holds it; nil when absent.
+func header(_ request: sms_request_t) -> UnsafeRawBufferPointer? {
+    request.session_id.data == nil ? nil : bytes(request.session_id)
 }
 
 func bytes(_ s: sms_str_t) -> UnsafeRawBufferPointer {
@@ -187,8 +188,7 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     guard let request, let alloc, let output else { return -1 }
     let r = request.pointee
     let body = RequestBody(count: r.body == nil ? 0 : r.nbody) { bytes(r.body[$0]) }
-    let header = r.session_id.data == nil ? nil : bytes(r.session_id)
-    let decision = joined(store, location).decide(header, body, repeatedHeader: r.session_ids > 1)
+    let decision = joined(store, location).decide(header(r), body, repeatedHeader: r.session_ids > 1)
     return write(decision, to: output) { alloc(pool, $0) }
 }
 
@@ -207,7 +207,7 @@ public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int3
     let captured = EngineResponse(complete: e.complete != 0, status: Int(e.status), headers: headers, body: bytes(e.body))
     let configured = object(location, as: Location.self)?.configured ?? SessionManager(store: nil, injectPath: nil)
     let decision = configured.answer(call == SMS_CALL_CLOSE ? .close : .create,
-                                                 sessionID: sessionID(request.pointee), response: captured)
+                                     sessionID: header(request.pointee).map { Array($0) }, response: captured)
     return write(decision, to: output) { alloc(pool, $0) }
 }
 
