@@ -4,14 +4,22 @@ import Glibc
 /// per timer tick, so that no request ever waits for a scan of all sessions
 /// and no tick holds the event loop for long.
 ///
+/// A tick ends after `batch` entries or once it has run for `budget`,
+/// whichever comes first, so the requests waiting behind it wait at most
+/// about that long: removing an expired session takes six system calls, and
+/// 16 of them held a worker for about 360 µs.
+///
 /// A pass is spread over half the interval, not run as fast as ticks allow:
 /// reading 100k live sessions' files at 16 per millisecond took 8% of a
-/// worker's time for 6 s; spread over 30 s, about 3%. Only a store too
-/// large to cover that way ticks every millisecond.
+/// worker's time for 6 s; spread over 30 s, about 3%. After each tick the
+/// pause to the next is set by what is left and what that tick got through;
+/// a pass that is behind ticks every millisecond.
 final class ExpirySweep {
-    /// Entries examined per tick, and the shortest pause between ticks.
+    /// Entries examined per tick at most, and the shortest pause between ticks.
     static let batch = 16
     static let tickMs: UInt64 = 1
+    /// The longest a tick goes on examining, in nanoseconds.
+    static let budget: UInt64 = 50_000
     /// Directories without `.expiration_ts` younger than this may belong to
     /// a create in progress (ours, or the Python library's).
     static let grace: Double = 60
@@ -19,15 +27,27 @@ final class ExpirySweep {
     let interval: Double
     private var dir: OpaquePointer?
     private var nextPass: Double = 0
-    /// The pause between this pass's ticks.
-    private var pace: UInt64 = ExpirySweep.tickMs
+    /// When this pass should be done, and how many entries the sessions
+    /// directory's link count says it has left (`Int.max` where the file
+    /// system does not count them: as fast as ticks allow).
+    private var passEnds: Double = 0
+    private var left = 0
+    /// Nanoseconds on a clock that only moves forward.
+    private let clock: () -> UInt64
 
-    init(interval: Double) {
+    init(interval: Double, clock: @escaping () -> UInt64 = ExpirySweep.monotonicNanoseconds) {
         self.interval = interval
+        self.clock = clock
     }
 
     deinit {
         if let dir { closedir(dir) }
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
     /// A pass every tenth of the lifetime, between 1 s and 60 s apart.
@@ -35,11 +55,11 @@ final class ExpirySweep {
         min(60, max(1, Double(seconds) / 10))
     }
 
-    /// The pause between ticks that spreads a pass over `entries` across
-    /// half the interval.
-    static func pace(entries: Int, interval: Double) -> UInt64 {
-        let ticks = max(1, (entries + batch - 1) / batch)
-        return max(tickMs, UInt64(interval * 1000 / 2 / Double(ticks)))
+    /// The pause before the next tick, for `entries` left to examine at
+    /// `perTick` a tick within `seconds`.
+    static func pace(entries: Int, perTick: Int, within seconds: Double) -> UInt64 {
+        let ticks = max(1, entries / max(perTick, 1) + (entries % max(perTick, 1) == 0 ? 0 : 1))
+        return max(tickMs, UInt64(max(0, seconds) * 1000 / Double(ticks)))
     }
 
     func step(store: SessionStore, now: Double) -> UInt64 {
@@ -50,11 +70,12 @@ final class ExpirySweep {
                 return UInt64(interval * 1000)
             }
             dir = opened
-            // where the file system does not count sessions, as fast as ticks allow
-            pace = store.directoryCount().map { ExpirySweep.pace(entries: Int($0), interval: interval) }
-                ?? ExpirySweep.tickMs
+            passEnds = now + interval / 2
+            left = store.directoryCount().map { Int($0) } ?? Int.max
         }
-        for _ in 0..<ExpirySweep.batch {
+        let deadline = clock() &+ ExpirySweep.budget
+        var examined = 0
+        while examined < ExpirySweep.batch && (examined == 0 || clock() < deadline) {
             guard let d = dir, let entry = readdir(d) else {
                 if let d = dir { closedir(d) }
                 dir = nil
@@ -62,8 +83,12 @@ final class ExpirySweep {
                 return UInt64(interval * 1000)
             }
             examine(FileSystem.entryName(entry), store: store, now: now)
+            examined += 1
         }
-        return pace
+        left = left == Int.max ? left : max(0, left - examined)
+        // none left by the count, yet the directory goes on: finish promptly
+        if left == 0 { return ExpirySweep.tickMs }
+        return ExpirySweep.pace(entries: left, perTick: examined, within: passEnds - now)
     }
 
     private func examine(_ name: String, store: SessionStore, now: Double) {

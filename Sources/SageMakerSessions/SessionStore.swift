@@ -17,12 +17,20 @@ public final class SessionStore {
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"
+    /// The file that makes a directory a session, holding its expiry time.
+    static let expirationFile = ".expiration_ts"
 
-    public init(root: String, expiration: Int64, maxSessions: Int64 = Configuration.defaultMaxSessions) {
+    public convenience init(root: String, expiration: Int64, maxSessions: Int64 = Configuration.defaultMaxSessions) {
+        self.init(root: root, expiration: expiration, maxSessions: maxSessions,
+                  sweepClock: ExpirySweep.monotonicNanoseconds)
+    }
+
+    /// With the clock that bounds each sweep tick.
+    init(root: String, expiration: Int64, maxSessions: Int64, sweepClock: @escaping () -> UInt64) {
         self.root = root
         self.expiration = expiration
         self.maxSessions = maxSessions
-        self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration))
+        self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration), clock: sweepClock)
         self.cache = SessionCache(root: root)
         self.sessionsDirectory = SessionsDirectory(path: root)
     }

@@ -5,8 +5,11 @@ import XCTest
 final class SessionStoreTests: TempDirectoryTestCase {
     private let t0: Double = 1_700_000_000
 
+    /// Its sweep's clock stands still: a tick examines a whole batch, however
+    /// slow the machine running the tests.
     private func store(expiration: Int64 = 1200) -> SessionStore {
-        SessionStore(root: root, expiration: expiration)
+        SessionStore(root: root, expiration: expiration, maxSessions: Configuration.defaultMaxSessions,
+                     sweepClock: { 0 })
     }
 
     /// A session directory written the way the Python library writes one.
@@ -311,8 +314,9 @@ final class SessionStoreTests: TempDirectoryTestCase {
         let now = (WallClock.now()).rounded(.down) + 100_000
         for _ in 0..<150 { _ = try s.create(now: now - 5000) }
         let keep = try s.create(now: now)
-        // 151 entries: the first batch of 16 is not the end; 10 ticks spread over 30 s
-        XCTAssertEqual(s.sweepStep(now: now), 3_000)
+        // 151 sessions: the first batch of 16 (with . and ..) is not the end;
+        // the 135 left take 9 more ticks, spread over the 30 s left
+        XCTAssertEqual(s.sweepStep(now: now), 3_333)
         let (delay, steps) = sweepUntilPassEnds(s, now: now)
         XCTAssertEqual(delay, 60_000)
         XCTAssertGreaterThanOrEqual(steps, 2)
@@ -320,12 +324,33 @@ final class SessionStoreTests: TempDirectoryTestCase {
     }
 
     func testAPassIsSpreadOverHalfTheIntervalButTicksAtMostEveryMillisecond() {
-        XCTAssertEqual(ExpirySweep.pace(entries: 0, interval: 60), 30_000)
-        XCTAssertEqual(ExpirySweep.pace(entries: 10_000, interval: 60), 48)
-        XCTAssertEqual(ExpirySweep.pace(entries: 100_000, interval: 60), 4)
-        XCTAssertEqual(ExpirySweep.pace(entries: 480_000, interval: 60), 1)
-        XCTAssertEqual(ExpirySweep.pace(entries: 5_000_000, interval: 60), 1)
-        XCTAssertEqual(ExpirySweep.pace(entries: 100_000, interval: 1), 1)
+        XCTAssertEqual(ExpirySweep.pace(entries: 1, perTick: 16, within: 30), 30_000)
+        XCTAssertEqual(ExpirySweep.pace(entries: 10_000, perTick: 16, within: 30), 48)
+        XCTAssertEqual(ExpirySweep.pace(entries: 100_000, perTick: 16, within: 30), 4)
+        XCTAssertEqual(ExpirySweep.pace(entries: 480_000, perTick: 16, within: 30), 1)
+        XCTAssertEqual(ExpirySweep.pace(entries: 5_000_000, perTick: 16, within: 30), 1)
+        XCTAssertEqual(ExpirySweep.pace(entries: 100_000, perTick: 16, within: 0.5), 1)
+        // ticks cut short by their time budget come more often
+        XCTAssertEqual(ExpirySweep.pace(entries: 10_000, perTick: 4, within: 30), 12)
+        // a pass that is behind
+        XCTAssertEqual(ExpirySweep.pace(entries: 10_000, perTick: 16, within: -2), 1)
+    }
+
+    /// Each read of the clock finds 30 µs gone: a tick stops after two
+    /// entries, well before its batch of 16.
+    func testATickStopsWhenItsTimeIsSpent() throws {
+        var ticks: UInt64 = 0
+        let s = SessionStore(root: root, expiration: 1200, maxSessions: 100, sweepClock: {
+            defer { ticks += 1 }
+            return ticks * 30_000
+        })
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        for _ in 0..<20 { _ = try s.create(now: now - 5000) }
+        // 22 entries with . and .., two a tick, then the tick that finds the end
+        let (delay, steps) = sweepUntilPassEnds(s, now: now)
+        XCTAssertEqual(delay, 60_000)
+        XCTAssertEqual(steps, 12)
+        XCTAssertEqual(TestFS.entries(root), [])
     }
 
     func testSweepIntervalFollowsExpiration() {
