@@ -169,7 +169,7 @@ final class SessionCache {
                 if mask & UInt32(IN_IGNORED) != 0 {
                     entries[id] = nil
                     watched[wd] = nil
-                } else if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 || name == ".expiration_ts" {
+                } else if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 || name == SessionStore.expirationFile {
                     forget(id)
                 }
             }

@@ -107,7 +107,7 @@ public final class SessionStore {
             try FileSystem.makeDirectory(prefix + id, in: fd)
         }
         do {
-            try FileSystem.createFile(prefix + id + "/.expiration_ts", in: fd,
+            try FileSystem.createFile(prefix + id + "/" + SessionStore.expirationFile, in: fd,
                                       bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
         } catch {
             try? FileSystem.removeTree(prefix + id, in: fd)
@@ -170,7 +170,7 @@ public final class SessionStore {
             throw error
         }
         sessionsDirectory.removed()
-        try? FileSystem.removeTree(gone, in: fd)
+        try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
         return .closed
     }
 
@@ -181,7 +181,7 @@ public final class SessionStore {
         let bytes: [UInt8]
         do {
             let (fd, prefix) = entries()
-            bytes = try FileSystem.readSmallFile(prefix + id + "/.expiration_ts", in: fd)
+            bytes = try FileSystem.readSmallFile(prefix + id + "/" + SessionStore.expirationFile, in: fd)
         } catch {
             if [ENOENT, ENOTDIR, EFBIG, EISDIR, ELOOP].contains(error.code) { return nil }
             throw error
@@ -197,7 +197,7 @@ public final class SessionStore {
         let gone = prefix + removingName(for: id)
         guard (try? FileSystem.rename(prefix + id, gone, in: fd)) != nil else { return }
         sessionsDirectory.removed()
-        try? FileSystem.removeTree(gone, in: fd)
+        try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
     }
 
     func removingName(for id: String) -> String {
