@@ -160,18 +160,7 @@ public final class SessionStore {
         case .expired: return .expired
         case .valid: break
         }
-        if let key = SessionKey(id) { cache.forget(key) }
-        let (fd, prefix) = entries()
-        let gone = prefix + removingName(for: id)
-        do {
-            try FileSystem.rename(prefix + id, gone, in: fd)
-        } catch {
-            if error.code == ENOENT { return .notFound }
-            throw error
-        }
-        sessionsDirectory.removed()
-        try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
-        return .closed
+        return try takeAway(id) ? .closed : .notFound
     }
 
     /// The expiry time written in a session's `.expiration_ts`; nil when the
@@ -189,15 +178,26 @@ public final class SessionStore {
         return bytes.withUnsafeBytes { JSON.parse($0)?.numberValue }
     }
 
-    /// Takes a session out of sight, then removes its files; a failure to
-    /// remove leaves a dot-entry that the sweep finishes later.
     func retire(_ id: String) {
+        _ = try? takeAway(id)
+    }
+
+    /// Takes a session out of sight, then removes its files; false when it
+    /// was gone already. A failure to remove leaves a dot-entry that the
+    /// sweep finishes later.
+    private func takeAway(_ id: String) throws(SystemError) -> Bool {
         if let key = SessionKey(id) { cache.forget(key) }
         let (fd, prefix) = entries()
         let gone = prefix + removingName(for: id)
-        guard (try? FileSystem.rename(prefix + id, gone, in: fd)) != nil else { return }
+        do {
+            try FileSystem.rename(prefix + id, gone, in: fd)
+        } catch {
+            if error.code == ENOENT { return false }
+            throw error
+        }
         sessionsDirectory.removed()
         try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
+        return true
     }
 
     func removingName(for id: String) -> String {
