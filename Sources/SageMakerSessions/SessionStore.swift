@@ -110,7 +110,7 @@ public final class SessionStore {
             try FileSystem.createFile(prefix + id + "/" + SessionStore.expirationFile, in: fd,
                                       bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
         } catch {
-            try? FileSystem.removeTree(prefix + id, in: fd)
+            try? FileSystem.removeTree(prefix + id, in: fd, expecting: SessionStore.expirationFile)
             throw error
         }
         sessionsDirectory.added()

@@ -57,6 +57,29 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(TestFS.read(root + "/" + id + "/.expiration_ts"), "1700001200.000000")
     }
 
+    /// A worker out of file descriptors (`worker_rlimit_nofile` reached) can
+    /// make the directory but not open its file: the directory goes too,
+    /// without needing a descriptor to list it.
+    func testACreateThatCannotOpenItsFileLeavesNoDirectory() throws {
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+        let s = store()
+        var limit = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
+        var none = limit
+        none.rlim_cur = 0
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &none), 0)
+        let failure: SystemError?
+        do {
+            _ = try s.create(now: t0, id: id)
+            failure = nil
+        } catch {
+            failure = error
+        }
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
+        XCTAssertEqual(failure, SystemError(EMFILE))
+        XCTAssertEqual(TestFS.entries(root), [])
+    }
+
     func testCreateGivesDistinctIDs() throws {
         let s = store()
         let a = try s.create(now: t0)
