@@ -79,11 +79,6 @@ public enum SessionRequest {
         return String(decoding: bytes[value], as: UTF8.self)
     }
 
-    /// Only a body whose first non-blank byte is `{` can be a JSON object.
-    static func startsLikeObject(_ body: UnsafeRawBufferPointer) -> Bool {
-        RequestBody.startsLikeObject(body)
-    }
-
     /// False only when the body certainly holds no key `name`: neither the
     /// plain bytes nor a `\u` escape that could spell them. Saves parsing
     /// large invocations.

@@ -168,7 +168,7 @@ final class SessionRequestTests: XCTestCase {
     }
 
     private func startsLikeObject(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { SessionRequest.startsLikeObject($0) }
+        bytes.withUnsafeBytes { RequestBody.startsLikeObject($0) }
     }
 
     func testStartsLikeObject() {
