@@ -85,6 +85,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
 static void ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
     sms_request_t *req);
@@ -313,7 +315,10 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_sagemaker_sessions_module);
 
-    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+    if ((r->headers_in.content_length_n <= 0 && !r->headers_in.chunked)
+        || ngx_http_sagemaker_sessions_preread(r, slcf))
+    {
+        /* the proxy reads the body, as it would without us */
         ctx->status = NGX_DECLINED;
 
         rc = ngx_http_sagemaker_sessions_process(r);
@@ -369,6 +374,29 @@ ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r)
 
 
 /*
+ * The whole body came in with the header, so the core can look at it where
+ * it lies, without nginx reading it into a request body first: a request
+ * passed on is then handled as if the module were not there, and one
+ * answered here discards the body. Only a body to be replaced (injection)
+ * has to be read, as do bodies still on their way, chunked, or in HTTP/2
+ * and HTTP/3 frames.
+ */
+
+static ngx_int_t
+ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_loc_conf_t *slcf)
+{
+    return slcf->inject_path == NULL
+           && r->http_version < NGX_HTTP_VERSION_20
+           && !r->headers_in.chunked
+           && r->headers_in.content_length_n > 0
+           && r->request_body == NULL
+           && r->header_in->last - r->header_in->pos
+              >= r->headers_in.content_length_n;
+}
+
+
+/*
  * Asks the core what to do. Returns NGX_DECLINED to let the request go on,
  * NGX_AGAIN when an engine subrequest is out, or what to finalize the
  * request with once it has been answered here.
@@ -377,6 +405,7 @@ ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
 {
+    sms_str_t                                 preread;
     sms_request_t                             req;
     sms_decision_t                            d;
     ngx_http_sagemaker_sessions_ctx_t        *ctx;
@@ -388,8 +417,14 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
 
     ngx_http_sagemaker_sessions_request(r, &req);
 
-    if (r->request_body
-        && ngx_http_sagemaker_sessions_body(r, &req) != NGX_OK)
+    if (r->request_body == NULL && r->headers_in.content_length_n > 0) {
+        preread.data = r->header_in->pos;
+        preread.len = (size_t) r->headers_in.content_length_n;
+        req.body = &preread;
+        req.nbody = 1;
+
+    } else if (r->request_body
+               && ngx_http_sagemaker_sessions_body(r, &req) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -1162,3 +1162,55 @@ def test_keepalive_reuse_and_pipelining(start_nginx, engine, mode):
         expected.append({"prompt": "p3", "session_id": sid})
     assert sent == expected
     assert_healthy(ngx, engine)
+
+
+@pytest.mark.parametrize("mode", ["builtin", "engine"])
+def test_pipelined_bodies_read_where_they_lie(start_nginx, engine, mode):
+    """Without injection, a body that came in whole with its header is looked
+    at where nginx received it, not read first: one passed on is read by the
+    proxy, one answered here is discarded, and either way exactly its
+    Content-Length is taken, so the request after it in the same write is
+    parsed from its first byte. A body that arrives after its header takes
+    the reading path, on the same connection."""
+    if mode == "builtin":
+        ngx = start_nginx(location="sagemaker_session_manager;")
+        sid = new_session(ngx)
+    else:
+        ngx = engine_mode(start_nginx, engine, inject=False)
+        sid = "engine-pipelined"
+    unknown = "6f1c1b1e-8d47-4c3b-9a4e-2f1e0c9b7a11"
+    n = engine.count()
+    batch = [
+        (http(body={"requestType": "NEW_SESSION"}), lambda r: r.status == 200 and r.header(NEW_SESSION)),
+        (http(body={"prompt": "p1"}, headers=[sid_header(sid)]), lambda r: r.status == 200),
+        (http(body={"prompt": "p2"}, headers=[sid_header(unknown)]),
+         (lambda r: r.status == 400) if mode == "builtin" else (lambda r: r.status == 200)),
+        (http(body=b'{"prompt": "' + b"x" * 300 + b'"}', headers=[sid_header(sid)]), lambda r: r.status == 200),
+        (http(body={"requestType": "CLOSE"}, headers=[sid_header(sid)]),
+         lambda r: r.status == 200 and r.header(CLOSED_SESSION) == sid),
+        (http(body={"prompt": "p4"}, headers=[sid_header(sid)]),
+         (lambda r: r.status == 400) if mode == "builtin" else (lambda r: r.status == 200)),
+        (http(body={"prompt": "p5"}), lambda r: r.status == 200),
+    ]
+    with Conn(ngx.port) as c:
+        c.send(b"".join(req for req, _ in batch))
+        for i, (_, check) in enumerate(batch):
+            r = c.read(head=False)
+            assert r is not None and check(r), (i, r)
+        late = http(body={"prompt": "p6"}, headers=[sid_header(unknown if mode == "builtin" else sid)])
+        cut = late.index(b"\r\n\r\n") + 4
+        c.send(late[:cut])
+        time.sleep(0.2)
+        c.send(late[cut:])
+        r = c.read(head=False)
+        assert r is not None and r.status == (400 if mode == "builtin" else 200), r
+        c.send(http(body={"prompt": "p7"}))
+        r = c.read(head=False)
+        assert r is not None and r.status == 200, r
+    sent = [json.loads(q["body"]) for q in engine.requests[n:] if q["path"] == "/invocations"]
+    expected = [{"prompt": "p1"}, {"prompt": "x" * 300}, {"prompt": "p5"}, {"prompt": "p7"}]
+    if mode == "engine":
+        expected = [{"prompt": "p1"}, {"prompt": "p2"}, {"prompt": "x" * 300}, {"prompt": "p4"}, {"prompt": "p5"},
+                    {"prompt": "p6"}, {"prompt": "p7"}]
+    assert sent == expected
+    assert_healthy(ngx, engine)
