@@ -87,7 +87,8 @@ static ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
 static void ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
     ngx_http_sagemaker_sessions_loc_conf_t *slcf);
-static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r,
+    ngx_uint_t preread);
 static ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
     sms_request_t *req);
 static u_char *ngx_http_sagemaker_sessions_map(ngx_http_request_t *r,
@@ -271,6 +272,7 @@ static ngx_int_t
 ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
 {
     ngx_int_t                                rc;
+    ngx_uint_t                               preread;
     ngx_http_sagemaker_sessions_ctx_t       *ctx;
     ngx_http_sagemaker_sessions_loc_conf_t  *slcf;
 
@@ -315,13 +317,15 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_sagemaker_sessions_module);
 
+    preread = ngx_http_sagemaker_sessions_preread(r, slcf);
+
     if ((r->headers_in.content_length_n <= 0 && !r->headers_in.chunked)
-        || ngx_http_sagemaker_sessions_preread(r, slcf))
+        || preread)
     {
         /* the proxy reads the body, as it would without us */
         ctx->status = NGX_DECLINED;
 
-        rc = ngx_http_sagemaker_sessions_process(r);
+        rc = ngx_http_sagemaker_sessions_process(r, preread);
         if (rc == NGX_DECLINED || rc == NGX_AGAIN) {
             ctx->status = rc;
             return rc;
@@ -353,7 +357,7 @@ ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
 
-    rc = ngx_http_sagemaker_sessions_process(r);
+    rc = ngx_http_sagemaker_sessions_process(r, 0);
 
     if (rc == NGX_AGAIN) {
         /* an engine subrequest is out; the phases wait for it */
@@ -399,13 +403,14 @@ ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
 /*
  * Asks the core what to do. Returns NGX_DECLINED to let the request go on,
  * NGX_AGAIN when an engine subrequest is out, or what to finalize the
- * request with once it has been answered here.
+ * request with once it has been answered here. With preread, the body is
+ * the request's Content-Length bytes where nginx received them.
  */
 
 static ngx_int_t
-ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
+ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
 {
-    sms_str_t                                 preread;
+    sms_str_t                                 body;
     sms_request_t                             req;
     sms_decision_t                            d;
     ngx_http_sagemaker_sessions_ctx_t        *ctx;
@@ -417,10 +422,10 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r)
 
     ngx_http_sagemaker_sessions_request(r, &req);
 
-    if (r->request_body == NULL && r->headers_in.content_length_n > 0) {
-        preread.data = r->header_in->pos;
-        preread.len = (size_t) r->headers_in.content_length_n;
-        req.body = &preread;
+    if (preread) {
+        body.data = r->header_in->pos;
+        body.len = (size_t) r->headers_in.content_length_n;
+        req.body = &body;
         req.nbody = 1;
 
     } else if (r->request_body

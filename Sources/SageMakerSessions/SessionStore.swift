@@ -172,8 +172,10 @@ public final class SessionStore {
             let (fd, prefix) = entries()
             bytes = try FileSystem.readSmallFile(prefix + id + "/" + SessionStore.expirationFile, in: fd)
         } catch {
-            if [ENOENT, ENOTDIR, EFBIG, EISDIR, ELOOP].contains(error.code) { return nil }
-            throw error
+            switch error.code {
+            case ENOENT, ENOTDIR, EFBIG, EISDIR, ELOOP: return nil  // no session in the format
+            default: throw error
+            }
         }
         return bytes.withUnsafeBytes { JSON.parse($0)?.numberValue }
     }
