@@ -76,36 +76,39 @@ public struct RequestBody {
     }
 
     /// Whether `needle` occurs anywhere, across segment boundaries too.
-    func contains(_ needle: [UInt8]) -> Bool {
+    /// `pivot` is the index in it of a byte rare in bodies, so that the
+    /// scan goes at `memchr`'s pace from one of those to the next.
+    func contains(_ needle: UnsafeRawBufferPointer, pivot: Int = 0) -> Bool {
         guard !needle.isEmpty else { return true }
-        if let one = oneRun { return RequestBody.search(needle, in: one) }
-        let segments = runs
+        if let one = oneRun { return RequestBody.search(needle, pivot: pivot, in: one) }
         var tail: [UInt8] = []
-        for segment in segments {
+        for segment in runs {
             if !tail.isEmpty {
                 let joined = tail + Array(segment.prefix(needle.count - 1))
-                if joined.withUnsafeBytes({ RequestBody.search(needle, in: $0) }) { return true }
+                if joined.withUnsafeBytes({ RequestBody.search(needle, pivot: pivot, in: $0) }) { return true }
             }
-            if RequestBody.search(needle, in: segment) { return true }
+            if RequestBody.search(needle, pivot: pivot, in: segment) { return true }
             tail = Array((tail + Array(segment.suffix(needle.count - 1))).suffix(needle.count - 1))
         }
         return false
     }
 
-    static func search(_ needle: [UInt8], in hay: UnsafeRawBufferPointer) -> Bool {
-        guard var p = hay.baseAddress, let first = needle.first else { return false }
-        var remaining = hay.count
-        return needle.withUnsafeBytes { n -> Bool in
-            guard let np = n.baseAddress else { return false }
-            while remaining >= needle.count {
-                guard let hit = memchr(p, Int32(first), remaining - needle.count + 1) else { return false }
-                if memcmp(hit, np, needle.count) == 0 { return true }
-                let skipped = p.distance(to: UnsafeRawPointer(hit)) + 1
-                p += skipped
-                remaining -= skipped
-            }
+    static func search(_ needle: UnsafeRawBufferPointer, pivot: Int = 0, in hay: UnsafeRawBufferPointer) -> Bool {
+        let n = needle.count
+        guard let np = needle.baseAddress, let base = hay.baseAddress, n <= hay.count, 0 <= pivot, pivot < n else {
             return false
         }
+        let byte = Int32(np.load(fromByteOffset: pivot, as: UInt8.self))
+        // where the pivot byte of a whole occurrence can lie
+        var at = base + pivot
+        let end = base + (hay.count - (n - 1 - pivot))
+        while at < end {
+            guard let hit = memchr(at, byte, at.distance(to: end)) else { return false }
+            let found = UnsafeRawPointer(hit)
+            if memcmp(found - pivot, np, n) == 0 { return true }
+            at = found + 1
+        }
+        return false
     }
 
     /// The body as JSON (any JSON), read straight from its segments.

@@ -8,14 +8,15 @@ public enum SessionRequest {
     /// An ordinary invocation; `parsed` is the body when it had to be parsed.
     case invocation(parsed: JSON?)
 
-    public static let key = "requestType"
+    static let keyText: StaticString = "requestType"
+    public static let key = keyText.description
 
     public static func classify(_ body: UnsafeRawBufferPointer) -> SessionRequest {
         classify(RequestBody(body))
     }
 
     public static func classify(_ body: RequestBody) -> SessionRequest {
-        guard body.startsLikeObject, mayName(key, body) else { return .invocation(parsed: nil) }
+        guard body.startsLikeObject, mayName(body) else { return .invocation(parsed: nil) }
         switch plainRequestType(body) {
         case "NEW_SESSION": return .newSession
         case "CLOSE": return .close
@@ -79,21 +80,20 @@ public enum SessionRequest {
         return String(decoding: bytes[value], as: UTF8.self)
     }
 
-    /// False only when the body certainly holds no key `name`: neither the
-    /// plain bytes nor a `\u` escape that could spell them. Saves parsing
-    /// large invocations.
-    static func mayName(_ name: String, _ body: RequestBody) -> Bool {
-        body.contains(name == key ? keyBytes : Array(name.utf8)) || body.contains(escapeBytes)
+    /// False only when the body certainly holds no key `requestType`:
+    /// neither its plain bytes nor a `\u` escape that could spell them. Saves
+    /// parsing large invocations. Each scan runs from one rare byte to the
+    /// next: the key's `q`, the escape's backslash.
+    static func mayName(_ body: RequestBody) -> Bool {
+        body.contains(keyBytes, pivot: 2) || body.contains(constant("\\u"))
     }
 
-    static let keyBytes = Array(key.utf8)
-    static let escapeBytes = Array("\\u".utf8)
+    static var keyBytes: UnsafeRawBufferPointer { constant(keyText) }
 
-    static func mayName(_ name: String, _ body: UnsafeRawBufferPointer) -> Bool {
-        mayName(name, RequestBody(body))
-    }
-
-    static func contains(_ needle: [UInt8], _ hay: UnsafeRawBufferPointer) -> Bool {
-        RequestBody.search(needle, in: hay)
+    /// Constant text without an array: nothing to allocate, retain or
+    /// initialise once on each request.
+    @inline(__always)
+    static func constant(_ text: StaticString) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
     }
 }

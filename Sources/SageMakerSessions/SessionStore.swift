@@ -127,13 +127,16 @@ public final class SessionStore {
     /// The same for a header's bytes: a session this worker has seen before
     /// is checked without building its id as text.
     public func lookup(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
-        guard let key = SessionKey(id) else { return .notFound }
+        guard let key = SessionKey(unchecked: id) else { return .notFound }
         return try lookup(key, String(decoding: id, as: UTF8.self), now: now)
     }
 
+    /// Only canonical ids are cached: one that is found was checked when
+    /// it was stored; any other is checked before its path is built.
     func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
         var known = cache.expiration(of: key)
         if known == nil {
+            guard key.isCanonical else { return .notFound }
             let id = id()
             known = try cache.remember(key, directory: directory(of: id)) { () throws(SystemError) -> Double? in
                 try self.expiration(of: id)

@@ -102,13 +102,36 @@ final class SessionIDTests: XCTestCase {
         XCTAssertEqual(seen.count, 1000)
     }
 
-    /// The key holds every hex digit in place: it is the id's 128 bits.
-    func testKeyIsTheIDsBits() throws {
-        let key = try XCTUnwrap(SessionKey("0f8fad5b-d9cb-469f-a165-70867728950e"))
-        XCTAssertEqual(key.high, 0x0f8f_ad5b_d9cb_469f)
-        XCTAssertEqual(key.low, 0xa165_7086_7728_950e)
-        XCTAssertEqual(SessionKey("ffffffff-ffff-ffff-ffff-ffffffffffff")?.high, UInt64.max)
-        XCTAssertEqual(SessionKey("00000000-0000-0000-0000-000000000000")?.low, 0)
+    /// Any 36 bytes make a key to look a session up with; only a canonical
+    /// id makes one that is canonical, the only kind ever stored or used
+    /// as a path.
+    func testOnlyCanonicalIDsMakeCanonicalKeys() throws {
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+        let key = try XCTUnwrap(Array(id.utf8).withUnsafeBytes { SessionKey(unchecked: $0) })
+        XCTAssertTrue(key.isCanonical)
+        XCTAssertEqual(key, SessionKey(id))
+        for other in [id.uppercased(), "0f8fad5b-d9cb-469f-a165-70867728950g", "0f8fad5bxd9cb-469f-a165-70867728950e",
+                      "0f8fad5b-d9cb-469f-a165-70867728950\u{e9}",
+                      String(repeating: "-", count: 36), String(repeating: "0", count: 36)] {
+            let bytes = Array(other.utf8.prefix(36))
+            let unchecked = try XCTUnwrap(bytes.withUnsafeBytes { SessionKey(unchecked: $0) }, other)
+            XCTAssertFalse(unchecked.isCanonical, other)
+            XCTAssertNil(bytes.withUnsafeBytes { SessionKey($0) }, other)
+            XCTAssertNotEqual(unchecked, key, other)
+        }
+        XCTAssertNil(Array(id.utf8.dropLast()).withUnsafeBytes { SessionKey(unchecked: $0) })
+        XCTAssertNil(Array((id + "0").utf8).withUnsafeBytes { SessionKey(unchecked: $0) })
+    }
+
+    /// Generated ids spread over the cache's table as random values would:
+    /// 4,096 of them fill more than half of 4,096 buckets (about 63% expected).
+    func testKeysOfGeneratedIDsSpreadOverTheTable() throws {
+        var buckets = Set<Int>()
+        for _ in 0..<4096 {
+            let key = try XCTUnwrap(SessionKey(SessionID.generate()))
+            buckets.insert(key._rawHashValue(seed: 12345) & 4095)
+        }
+        XCTAssertGreaterThan(buckets.count, 2048)
     }
 
     /// Any one byte changed to any other value gives another key or none.

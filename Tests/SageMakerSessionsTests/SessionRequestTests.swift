@@ -122,8 +122,16 @@ final class SessionRequestTests: XCTestCase {
 
     // MARK: helpers
 
+    /// The answer, the same whichever byte of the needle the scan pivots on.
     private func contains(_ needle: String, _ hay: String) -> Bool {
-        Array(hay.utf8).withUnsafeBytes { SessionRequest.contains(Array(needle.utf8), $0) }
+        let n = Array(needle.utf8), h = Array(hay.utf8)
+        let answers = (0..<max(n.count, 1)).map { search(n, h, pivot: $0) }
+        XCTAssertEqual(Set(answers).count, 1, "pivots disagree on \(needle) in \(hay): \(answers)")
+        return answers[0]
+    }
+
+    private func search(_ needle: [UInt8], _ hay: [UInt8], pivot: Int = 0) -> Bool {
+        needle.withUnsafeBytes { n in hay.withUnsafeBytes { RequestBody.search(n, pivot: pivot, in: $0) } }
     }
 
     func testContains() {
@@ -132,6 +140,11 @@ final class SessionRequestTests: XCTestCase {
         XCTAssertTrue(contains("requestType", "xxxxrequestType"))
         XCTAssertTrue(contains("requestType", "rrrequestrequestType"))
         XCTAssertTrue(contains("ab", "aab"))
+        XCTAssertTrue(contains("requestType", "qrequestType"))
+        XCTAssertTrue(contains("requestType", "requestTypeq"))
+        XCTAssertTrue(contains("requestType", "reqrequestTypq requestType"))
+        XCTAssertFalse(contains("requestType", "qqqqqqqqqqqqqqqqqqq"))
+        XCTAssertFalse(contains("requestType", "reqrequestTypq requestTyp"))
         XCTAssertFalse(contains("requestType", "requestTyp"))
         XCTAssertFalse(contains("requestType", "equestType"))
         XCTAssertFalse(contains("requestType", "request Type"))
@@ -140,7 +153,7 @@ final class SessionRequestTests: XCTestCase {
         XCTAssertFalse(contains("", "abc"))
         XCTAssertFalse(contains("a", ""))
         XCTAssertFalse(Array("x".utf8).withUnsafeBytes { _ in
-            SessionRequest.contains(Array("x".utf8), UnsafeRawBufferPointer(start: nil, count: 0))
+            RequestBody.search(SessionRequest.constant("x"), in: UnsafeRawBufferPointer(start: nil, count: 0))
         })
     }
 
@@ -148,13 +161,13 @@ final class SessionRequestTests: XCTestCase {
         // The needle's tail lies just beyond the slice handed in.
         let bytes = Array("xxrequestType".utf8)
         let found = bytes.withUnsafeBytes { all in
-            SessionRequest.contains(Array("requestType".utf8), UnsafeRawBufferPointer(rebasing: all[0..<12]))
+            RequestBody.search(SessionRequest.keyBytes, pivot: 2, in: UnsafeRawBufferPointer(rebasing: all[0..<12]))
         }
         XCTAssertFalse(found)
     }
 
     private func mayName(_ body: String) -> Bool {
-        Array(body.utf8).withUnsafeBytes { SessionRequest.mayName("requestType", $0) }
+        Array(body.utf8).withUnsafeBytes { SessionRequest.mayName(RequestBody($0)) }
     }
 
     func testMayName() {

@@ -137,14 +137,17 @@ final class SessionStoreTests: TempDirectoryTestCase {
         // Even when something by that name exists, it is never looked at.
         let upper = "0F8FAD5B-D9CB-469F-A165-70867728950E"
         writeByHand(upper, expirationText: "1e12")
-        XCTAssertEqual(try s.lookup(upper, now: t0), .notFound)
         XCTAssertTrue(TestFS.isDirectory(root + "/" + upper))
 
         XCTAssertTrue(TestFS.mkdir(root + "/x"))
         XCTAssertTrue(TestFS.write(root + "/x/.expiration_ts", "1e12"))
+        let long = String(repeating: "x", count: 34)  // "./" + long is as long as an id
+        writeByHand(long, expirationText: "1e12")
         let last = root.split(separator: "/").last.map(String.init) ?? ""
-        for id in ["../x", "x", "", ".", "..", "/", "../" + last + "/x"] {
+        for id in [upper, "./" + long, "../x", "x", "", ".", "..", "/", "../" + last + "/x"] {
             XCTAssertEqual(try s.lookup(id, now: t0), .notFound, id)
+            // as a header's bytes, the form every request uses
+            XCTAssertEqual(try Array(id.utf8).withUnsafeBytes { try s.lookup($0, now: t0) }, .notFound, id)
         }
     }
 
