@@ -138,22 +138,29 @@ end
 """
 
 
+# every script reports its latencies to the microsecond: wrk's own table
+# rounds them to 10 µs from 1 ms on
+DONE_LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("latency-us p50=%d p99=%d\\n", latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
 def script(dir, name, text):
     path = os.path.join(dir, name + ".lua")
     with open(path, "w") as f:
-        f.write(text)
+        f.write(text + DONE_LUA)
     return path
 
 
 def wrk(url, lua, seconds=DURATION, connections=CONNECTIONS, cpu=1):
-    out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", lua, url], cpu),
+    out = subprocess.run(pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", lua, url], cpu),
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {}
-    for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
-        lat[pct] = float(value) * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+    lat = re.search(r"^latency-us p50=(\d+) p99=(\d+)$", out, re.M)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"),
+    return {"rps": rps, "p50": float(lat.group(1)) if lat else None, "p99": float(lat.group(2)) if lat else None,
             "non2xx": int(errors.group(1)) if errors else 0}
 
 
@@ -277,7 +284,11 @@ def main():
             got["non2xx"] = sum(g["non2xx"] for _, g in pairs_run)
             ref = {k: median([r[k] for r, _ in pairs_run]) for k in ("rps", "p50", "p99")}
             ratio = median([g["rps"] / r["rps"] for r, g in pairs_run])
-            rows.append({"name": name, "live": live, **got, "ref": ref, "ratio": ratio})
+            # latency against plain, paired as the ratio is: each pair's gap,
+            # then their median, so that a drift between pairs cancels out
+            gap = {k: median([g[k] - r[k] for r, g in pairs_run if g[k] is not None and r[k] is not None])
+                   for k in ("p50", "p99")}
+            rows.append({"name": name, "live": live, **got, "ref": ref, "ratio": ratio, "gap": gap})
             print(f"{name:<52} {live:>7} {got['rps']:>10,.0f} req/s  p50 {fmt(got['p50'])} us  "
                   f"p99 {fmt(got['p99'])} us  ×{ratio:.3f} plain  (plain p99 {fmt(ref['p99'])} us)", flush=True)
             return got
@@ -306,11 +317,12 @@ def main():
             measure("module, invocation without session header", base + "/invocations", plain_lua, live,
                     pairs=max(PAIRS, 3))
             # the reference is plain proxy_pass of the very same request, session header included
-            # the latency target's own figures: the median of three pairs at
-            # saturation, where a p99 is mostly the queue of 32 connections,
-            # and the latency one request sees with one connection
+            # the latency target's own figures: the median of five pairs at
+            # saturation, where a p99 is mostly the queue of 32 connections
+            # and a single pair's gap swings by tens of µs either way, and the
+            # latency one request sees with one connection
             measure("module, invocation with valid session", base + "/invocations", sess_lua, live,
-                    plain_script=sess_lua, pairs=max(PAIRS, 3))
+                    plain_script=sess_lua, pairs=max(PAIRS, 5))
             measure("module, invocation with valid session, 1 connection", base + "/invocations", sess_lua, live,
                     plain_script=sess_lua, connections=1)
             measure("module, valid session + body injection", base + "/inject", sess_lua, live,
@@ -433,15 +445,19 @@ def report(rows, notes, py_rows):
             r = by.get((name, live))
             if r:
                 ratio = r["ratio"]
-                dp99 = (r["p99"] or 0) - (r["ref"]["p99"] or 0)
+                dp99 = r["gap"]["p99"] or 0
                 line = (f"- {name}, {live:,} live: {ratio:.3f} × plain (target ≥ {target}), "
                         f"p99 {dp99:+.0f} µs vs plain")
                 one = by.get((name + ", 1 connection", live))
                 if one:
                     line += (f" at {CONNECTIONS} connections (target ≤ +50 µs), "
-                             f"{(one['p99'] or 0) - (one['ref']['p99'] or 0):+.0f} µs with 1 connection "
-                             f"(p50 {(one['p50'] or 0) - (one['ref']['p50'] or 0):+.0f} µs)")
+                             f"{one['gap']['p99'] or 0:+.0f} µs with 1 connection "
+                             f"(p50 {one['gap']['p50'] or 0:+.0f} µs)")
                 summary.append(line)
+    aa = by.get(("plain proxy_pass (baseline, against itself)", 0))
+    if aa:
+        summary.append(f"- plain proxy_pass against itself, the measurement's own noise ({PAIRS} pairs): "
+                       f"{aa['ratio']:.3f} ×, p99 {aa['gap']['p99'] or 0:+.0f} µs")
     new0 = by.get(("module, NEW_SESSION", 0))
     pynew = py_rows.get(("NEW_SESSION", 0))
     if new0 and pynew:
@@ -480,9 +496,11 @@ def report(rows, notes, py_rows):
             + ("; the servers pinned to CPU 0 and wrk to CPU 1" if PIN else "")
             + f"; wrk 1 thread, {CONNECTIONS} connections (1 where a row says so), {DURATION} s "
             f"a run, after 1 s of each module path unmeasured; each module figure is the median of {PAIRS} pairs of "
-            f"runs ({max(PAIRS, 3)} for the invocation without a session header and the valid session at saturation), a pair being plain proxy_pass and the module back to back, in turn one "
+            f"runs ({max(PAIRS, 3)} for the invocation without a session header, {max(PAIRS, 5)} for the valid "
+            "session at saturation), a pair being plain proxy_pass and the module back to back, in turn one "
             "and the other first; a ratio is "
-            "the median of the pairs' ratios. The plain proxy_pass "
+            "the median of the pairs' ratios, and a latency gap the median of the pairs' gaps (latencies "
+            "to the µs, from wrk's own histogram). The plain proxy_pass "
             "run of a pair sends the very same requests (same body, and the session header where the "
             "module's run has one), so that a ratio is the module's own cost. The whole-machine NEW_SESSION "
             "rows pin nothing, and pair the Python library (restarted on an empty directory) with the "
