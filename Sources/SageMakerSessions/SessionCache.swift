@@ -73,7 +73,9 @@ final class SessionCache {
     }
 
     /// Watches the session's directory, then reads it with `read`: a change
-    /// made after the read is seen, one made before is read.
+    /// made after the read is seen, one made before is read. `id` must be
+    /// canonical, as the caller checked before building `directory`: a key
+    /// that is found is trusted without another check.
     func remember(_ id: SessionKey, directory: String, read: () throws(SystemError) -> Double?) throws(SystemError) -> Double? {
         guard isOn else { return try read() }
         let watch = inotify_add_watch(fd, directory, SessionCache.sessionEvents)
