@@ -28,8 +28,14 @@ public struct SessionKey: Hashable {
     }
 
     public init?(_ text: String) {
+        guard let key = SessionKey(unchecked: text), key.isCanonical else { return nil }
+        self = key
+    }
+
+    /// Any text of 36 bytes.
+    init?(unchecked text: String) {
         var text = text
-        guard let key = text.withUTF8({ SessionKey(UnsafeRawBufferPointer($0)) }) else { return nil }
+        guard let key = text.withUTF8({ SessionKey(unchecked: UnsafeRawBufferPointer($0)) }) else { return nil }
         self = key
     }
 

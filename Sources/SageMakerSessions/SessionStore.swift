@@ -120,7 +120,7 @@ public final class SessionStore {
     /// Checks a session on disk. An expired one is removed on the spot, and is
     /// reported as expired to this caller and as not found to later ones.
     public func lookup(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
-        guard let key = SessionKey(id) else { return .notFound }
+        guard let key = SessionKey(unchecked: id) else { return .notFound }
         return try lookup(key, id, now: now)
     }
 
