@@ -144,7 +144,8 @@ void sms_store_worker_init(void *store);
 void sms_store_end_turn(void *store);
 
 
-/* request time (worker processes); return 0, or -1 if out of memory */
+/* request time (worker processes); return 0, or -1 if out of memory; out
+ * is zeroed by the caller, and only the fields of its action are set */
 
 int sms_decide(void *store, void *location, const sms_request_t *req,
     sms_alloc_pt alloc, void *pool, sms_decision_t *out);

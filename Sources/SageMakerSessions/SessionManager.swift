@@ -135,11 +135,12 @@ public struct SessionManager {
             _ = try text(raw)
             return .passWithBody(try inject(raw, at: path, body: body, parsed: parsed))
         }
-        guard let store else { throw .disabled }
+        guard store != nil else { throw .disabled }
         if raw.isEmpty { return .pass }
         let found: SessionStore.Lookup
         do {
-            found = try store.lookup(raw, now: now)
+            // borrowed where it lies: `guard let` would retain it
+            found = try store?.lookup(raw, now: now) ?? .notFound
         } catch {
             throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
         }

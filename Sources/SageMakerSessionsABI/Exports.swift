@@ -125,6 +125,8 @@ public func sms_location_create(_ injectPath: UnsafeMutableRawPointer?,
 final class Location {
     let configured: SessionManager
     private var bound: Bound?
+    /// `bound`, reached without a retain and a release on every request.
+    private var current: Unmanaged<Bound>?
 
     /// Held in a class, so that a request borrows the manager instead of
     /// copying it (a retain and a release for each of its references).
@@ -146,14 +148,20 @@ final class Location {
         self.configured = configured
     }
 
-    func joined(_ store: UnsafeMutableRawPointer?) -> Bound {
-        if let bound, bound.store == store { return bound }
+    func decide(_ store: UnsafeMutableRawPointer?, _ header: UnsafeRawBufferPointer?, _ body: RequestBody,
+                repeatedHeader: Bool) -> Decision {
+        let manager = current.flatMap { $0._withUnsafeGuaranteedRef { $0.store == store } ? $0 : nil } ?? join(store)
+        return manager._withUnsafeGuaranteedRef { $0.decide(header, body, repeatedHeader: repeatedHeader) }
+    }
+
+    private func join(_ store: UnsafeMutableRawPointer?) -> Unmanaged<Bound> {
         let joined = Bound(store, SessionManager(store: object(store, as: SessionStore.self),
                                                  injectPath: configured.injectPath,
                                                  createHandler: configured.createHandler,
                                                  closeHandler: configured.closeHandler))
         bound = joined
-        return joined
+        current = Unmanaged.passUnretained(joined)
+        return Unmanaged.passUnretained(joined)
     }
 }
 
@@ -165,10 +173,12 @@ public func sms_release(_ handle: UnsafeMutableRawPointer?) {
 
 // MARK: - requests
 
-/// The location's manager with this cycle's store.
-func joined(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?) -> Location.Bound {
-    object(location, as: Location.self)?.joined(store)
-        ?? Location.Bound(store, SessionManager(store: object(store, as: SessionStore.self), injectPath: nil))
+/// What the location's manager decides with this cycle's store.
+func decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?, _ header: UnsafeRawBufferPointer?,
+            _ body: RequestBody, repeatedHeader: Bool) -> Decision {
+    borrow(location, as: Location.self) { $0.decide(store, header, body, repeatedHeader: repeatedHeader) }
+        ?? SessionManager(store: object(store, as: SessionStore.self), injectPath: nil)
+            .decide(header: header, body: body, repeatedHeader: repeatedHeader)
 }
 
 /// The session header's value where nginx holds it; nil when absent.
@@ -188,7 +198,7 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     guard let request, let alloc, let output else { return -1 }
     let r = request.pointee
     let body = RequestBody(count: r.body == nil ? 0 : r.nbody) { bytes(r.body[$0]) }
-    let decision = joined(store, location).decide(header(r), body, repeatedHeader: r.session_ids > 1)
+    let decision = decide(store, location, header(r), body, repeatedHeader: r.session_ids > 1)
     return write(decision, to: output) { alloc(pool, $0) }
 }
 
@@ -218,7 +228,7 @@ public func sms_store_worker_init(_ store: UnsafeMutableRawPointer?) {
 
 @_cdecl("sms_store_end_turn")
 public func sms_store_end_turn(_ store: UnsafeMutableRawPointer?) {
-    object(store, as: SessionStore.self)?.endTurn()
+    borrow(store, as: SessionStore.self) { $0.endTurn() }
 }
 
 @_cdecl("sms_sweep_step")
@@ -228,14 +238,15 @@ public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
 
 // MARK: - conversions
 
+/// `output` arrives zeroed (the shim clears it), so only what the action
+/// uses is written: passing a request on writes one field.
 func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
-    var out = sms_decision_t()
     switch decision {
     case .pass:
-        out.action = SMS_PASS
+        output.pointee.action = SMS_PASS
     case .relay:
-        out.action = SMS_RELAY
+        output.pointee.action = SMS_RELAY
     case .passWithBody(let pieces):
         guard let list = allocate(max(pieces.count, 1) * MemoryLayout<sms_str_t>.stride)?
             .bindMemory(to: sms_str_t.self, capacity: max(pieces.count, 1)) else { return -1 }
@@ -248,31 +259,37 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
                 list[i] = copied
             }
         }
-        out.action = SMS_PASS_NEW_BODY
-        out.pieces = UnsafePointer(list)
-        out.npieces = pieces.count
+        output.pointee.action = SMS_PASS_NEW_BODY
+        output.pointee.pieces = UnsafePointer(list)
+        output.pointee.npieces = pieces.count
     case .callEngine(let call, let document):
         guard let bytes = document.dump(into: allocate) else { return -1 }
-        out.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-        out.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
+        output.pointee.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        output.pointee.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
     case .answer(let answer):
-        out.action = SMS_RESPOND
-        out.status = Int32(answer.status)
-        guard let contentType = put(answer.contentType, allocate), let body = put(answer.body, allocate) else { return -1 }
-        out.content_type = contentType
-        out.body = body
-        if let header = answer.header {
-            guard let name = put(header.name, allocate), let value = put(header.value, allocate) else { return -1 }
-            out.header_name = name
-            out.header_value = value
-        }
-        if let log = answer.log {
-            guard let message = put(log.message, allocate) else { return -1 }
-            out.log_level = log.level.rawValue
-            out.log_message = message
-        }
+        return write(answer, to: output, allocate)
     }
-    output.pointee = out
+    return 0
+}
+
+@inline(never)
+func write(_ answer: Answer, to output: UnsafeMutablePointer<sms_decision_t>,
+           _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
+    guard let contentType = put(answer.contentType, allocate), let body = put(answer.body, allocate) else { return -1 }
+    output.pointee.action = SMS_RESPOND
+    output.pointee.status = Int32(answer.status)
+    output.pointee.content_type = contentType
+    output.pointee.body = body
+    if let header = answer.header {
+        guard let name = put(header.name, allocate), let value = put(header.value, allocate) else { return -1 }
+        output.pointee.header_name = name
+        output.pointee.header_value = value
+    }
+    if let log = answer.log {
+        guard let message = put(log.message, allocate) else { return -1 }
+        output.pointee.log_level = log.level.rawValue
+        output.pointee.log_message = message
+    }
     return 0
 }
 
@@ -282,6 +299,14 @@ func retain(_ object: AnyObject) -> UnsafeMutableRawPointer {
 
 func object<T: AnyObject>(_ handle: UnsafeMutableRawPointer?, as type: T.Type) -> T? {
     handle.map { Unmanaged<T>.fromOpaque($0).takeUnretainedValue() }
+}
+
+/// The object C holds, used without a retain and release around the use:
+/// C keeps it alive throughout. nil when there is none.
+@inline(__always)
+func borrow<T: AnyObject, R>(_ handle: UnsafeMutableRawPointer?, as type: T.Type, _ use: (T) -> R) -> R? {
+    guard let handle else { return nil }
+    return Unmanaged<T>.fromOpaque(handle)._withUnsafeGuaranteedRef(use)
 }
 
 func string(_ s: sms_str_t) -> String {
