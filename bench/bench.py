@@ -86,17 +86,26 @@ def stop_all():
 # what the engine stub answers, and the front's /ceiling (nginx answering by itself)
 ENGINE_BODY = '{"generated_text":"hello"}'
 
-# the front's locations: the ceiling, plain proxy_pass (the reference), and the
-# module without and with body injection
+# the front's locations: the ceiling, and the module without and with body
+# injection
 LOCATIONS = "\n".join([
     indented(["location = /ceiling {",
               "    default_type application/json;",
               f"    return 200 '{ENGINE_BODY}';",
               "}"], 8),
-    proxy_location("/plain"),
     proxy_location("/invocations", "sagemaker_session_manager;"),
     proxy_location("/inject", "sagemaker_session_manager session_id_path=session_id;"),
 ])
+
+
+def plain_server(port):
+    """Plain proxy_pass (the reference), in the same worker as the module, on
+    a port of its own: its requests are byte for byte the module's, URI
+    included, so that nginx's own parsing and location lookup cost the
+    same on both sides."""
+    return " ".join(["server {", f"listen 127.0.0.1:{port};",
+                     proxy_location("/invocations").replace("\n", " "),
+                     proxy_location("/inject").replace("\n", " "), "}"])
 
 PYTHON_APP = """
 from fastapi import FastAPI, Request
@@ -227,7 +236,7 @@ def main():
     rows = []
     notes = []
     try:
-        engine_port, front_port, py_port = free_port(), free_port(), free_port()
+        engine_port, front_port, plain_port, py_port = free_port(), free_port(), free_port(), free_port()
         with open(os.path.join(work, "engine.conf"), "w") as f:
             f.write(engine_stub_conf(work, engine_port, ENGINE_BODY, pid="engine.pid", log="engine.log",
                                      level="warn"))
@@ -241,7 +250,8 @@ def main():
                                    workers=workers, sessions=sessions, expiration=expiration,
                                    engine_port=engine_port, port=front_port,
                                    http=[f"client_body_temp_path {work}/body;", f"proxy_temp_path {work}/proxy;",
-                                         "client_max_body_size 4m;", "client_body_buffer_size 2m;"],
+                                         "client_max_body_size 4m;", "client_body_buffer_size 2m;",
+                                         plain_server(plain_port)],
                                    sessions_max=2000000, locations=LOCATIONS))
             return start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], front_port,
                          cpu=cpu)
@@ -255,6 +265,12 @@ def main():
         master = front()
         workers = children(master.pid)
         base = f"http://127.0.0.1:{front_port}"
+        plain = f"http://127.0.0.1:{plain_port}"
+
+        def twin(url):
+            """The plain proxy_pass location a run is paired with: the one of
+            the same URI, or /invocations for the ceiling and the library."""
+            return plain + ("/inject" if url == base + "/inject" else "/invocations")
         plain_lua = script(work, "plain", POST_LUA % (BODY, ""))
         cycle_lua = script(work, "cycle", CYCLE_LUA)
         new_lua = script(work, "new", POST_LUA % ('{"requestType":"NEW_SESSION"}', ""))
@@ -271,7 +287,7 @@ def main():
             for i in range(pairs):
                 # every other pair the other way round, so that a drift
                 # within pairs favours neither side
-                ref_run = lambda: wrk(plain_url or base + "/plain", plain_script or plain_lua, connections=connections)
+                ref_run = lambda: wrk(plain_url or twin(url), plain_script or plain_lua, connections=connections)
                 got_run = lambda: wrk(url, lua, connections=connections)
                 if i % 2:
                     got = got_run()
@@ -299,9 +315,9 @@ def main():
         # pay once for what every later one finds ready (pages of the module
         # and of nginx touched for the first time, lazily made tables)
         warm_lua = script(work, "warm", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{new_session(front_port)}"'))
-        for path, lua in (("/plain", plain_lua), ("/invocations", plain_lua), ("/invocations", warm_lua),
-                          ("/inject", warm_lua)):
-            wrk(base + path, lua, seconds=1)
+        for url, lua in ((plain + "/invocations", plain_lua), (base + "/invocations", plain_lua),
+                         (base + "/invocations", warm_lua), (base + "/inject", warm_lua)):
+            wrk(url, lua, seconds=1)
         measure("nginx return 200 (ceiling)", base + "/ceiling", plain_lua, 0)
         rss_before = None
 
@@ -312,7 +328,7 @@ def main():
             sid = new_session(front_port)
             sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
             if live == 0:
-                measure("plain proxy_pass (baseline, against itself)", base + "/plain", plain_lua, 0)
+                measure("plain proxy_pass (baseline, against itself)", plain + "/invocations", plain_lua, 0)
             # the tightest target (0.97): the median of three pairs, as the valid session's
             measure("module, invocation without session header", base + "/invocations", plain_lua, live,
                     pairs=max(PAIRS, 3))
@@ -411,7 +427,7 @@ def main():
         before = len(os.listdir(sessions))
         swept = wrk(base + "/invocations", sess_lua)
         after = len(os.listdir(sessions))
-        ref = wrk(base + "/plain", plain_lua)
+        ref = wrk(plain + "/invocations", plain_lua)
         rows.append({"name": "module, valid session while 100k expired are swept", "live": before, **swept,
                      "ref": ref, "ratio": swept["rps"] / ref["rps"]})
         print(f"sweep: {before:,} sessions before, {after:,} after; p99 {fmt(swept['p99'])} us", flush=True)
@@ -491,7 +507,7 @@ def report(rows, notes, py_rows):
     summary.append(f"- module size: {os.path.getsize(MODULE):,} bytes")
     text = ("# Benchmark\n\n" + f"`make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{os.cpu_count()} cores; nginx in front with {WORKERS} worker{'s' if WORKERS > 1 else ''} (module "
-            "and plain proxy_pass in the same server), the engine a second nginx with 1 worker, the Python "
+            "and plain proxy_pass in the same worker, on two ports), the engine a second nginx with 1 worker, the Python "
             "library under uvicorn (1 process: its sessions are per process)"
             + ("; the servers pinned to CPU 0 and wrk to CPU 1" if PIN else "")
             + f"; wrk 1 thread, {CONNECTIONS} connections (1 where a row says so), {DURATION} s "
@@ -501,8 +517,8 @@ def report(rows, notes, py_rows):
             "and the other first; a ratio is "
             "the median of the pairs' ratios, and a latency gap the median of the pairs' gaps (latencies "
             "to the µs, from wrk's own histogram). The plain proxy_pass "
-            "run of a pair sends the very same requests (same body, and the session header where the "
-            "module's run has one), so that a ratio is the module's own cost. The whole-machine NEW_SESSION "
+            "run of a pair sends the very same requests (same URI, same body, and the session header where "
+            "the module's run has one), so that a ratio is the module's own cost. The whole-machine NEW_SESSION "
             "rows pin nothing, and pair the Python library (restarted on an empty directory) with the "
             "module.\n\n" + "\n".join(lines) + "\n\n"
             + "\n".join(summary) + "\n")
