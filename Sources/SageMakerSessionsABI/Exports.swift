@@ -272,6 +272,8 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
     return 0
 }
 
+// Apart, so that the decisions of nearly every request do not carry the
+// frame an answer needs.
 @inline(never)
 func write(_ answer: Answer, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
