@@ -22,10 +22,14 @@ public struct RequestBody {
 
     /// From `count` runs, `run(i)` each; an array only for two or more.
     public init(count: Int, run: (Int) -> UnsafeRawBufferPointer) {
-        // one run, as nearly every body is, is taken without the loop
-        var first = count == 1 ? run(0) : UnsafeRawBufferPointer(start: nil, count: 0)
+        if count == 1 {  // as nearly every body is
+            single = run(0)
+            runs = []
+            return
+        }
+        var first = UnsafeRawBufferPointer(start: nil, count: 0)
         var more: [UnsafeRawBufferPointer] = []
-        for i in 0..<(count > 1 ? count : 0) {
+        for i in 0..<max(count, 0) {
             let bytes = run(i)
             if bytes.isEmpty { continue }
             if first.isEmpty {

@@ -124,9 +124,9 @@ public func sms_location_create(_ injectPath: UnsafeMutableRawPointer?,
 /// request does not put a manager together again.
 final class Location {
     let configured: SessionManager
-    private var bound: Bound?
-    /// `bound`, reached without a retain and a release on every request.
-    private var current: Unmanaged<Bound>?
+    /// Held retained, and reached without a retain and a release on every
+    /// request.
+    private var bound: Unmanaged<Bound>?
 
     /// Held in a class, so that a request borrows the manager instead of
     /// copying it (a retain and a release for each of its references).
@@ -148,20 +148,22 @@ final class Location {
         self.configured = configured
     }
 
+    deinit { bound?.release() }
+
     func decide(_ store: UnsafeMutableRawPointer?, _ header: UnsafeRawBufferPointer?, _ body: RequestBody,
                 repeatedHeader: Bool) -> Decision {
-        let manager = current.flatMap { $0._withUnsafeGuaranteedRef { $0.store == store } ? $0 : nil } ?? join(store)
-        return manager._withUnsafeGuaranteedRef { $0.decide(header, body, repeatedHeader: repeatedHeader) }
+        joined(store)._withUnsafeGuaranteedRef { $0.decide(header, body, repeatedHeader: repeatedHeader) }
     }
 
-    private func join(_ store: UnsafeMutableRawPointer?) -> Unmanaged<Bound> {
-        let joined = Bound(store, SessionManager(store: object(store, as: SessionStore.self),
-                                                 injectPath: configured.injectPath,
-                                                 createHandler: configured.createHandler,
-                                                 closeHandler: configured.closeHandler))
+    private func joined(_ store: UnsafeMutableRawPointer?) -> Unmanaged<Bound> {
+        if let bound, bound._withUnsafeGuaranteedRef({ $0.store == store }) { return bound }
+        bound?.release()
+        let joined = Unmanaged.passRetained(Bound(store, SessionManager(store: object(store, as: SessionStore.self),
+                                                                        injectPath: configured.injectPath,
+                                                                        createHandler: configured.createHandler,
+                                                                        closeHandler: configured.closeHandler)))
         bound = joined
-        current = Unmanaged.passUnretained(joined)
-        return Unmanaged.passUnretained(joined)
+        return joined
     }
 }
 
