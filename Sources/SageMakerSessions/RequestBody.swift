@@ -80,6 +80,29 @@ public struct RequestBody {
         return nil
     }
 
+    /// False only when no byte is `a` or `b`; true (perhaps) for a body of
+    /// several runs or of more than `RequestBody.smallBody` bytes. Below that
+    /// size one vector pass costs less than a `memchr` call for each byte.
+    func mayHold(_ a: UInt8, _ b: UInt8) -> Bool {
+        guard let one = oneRun, one.count <= RequestBody.smallBody else { return true }
+        return RequestBody.holdsEither(a, b, in: one)
+    }
+
+    static let smallBody = 512
+
+    static func holdsEither(_ a: UInt8, _ b: UInt8, in bytes: UnsafeRawBufferPointer) -> Bool {
+        let n = bytes.count
+        guard let base = bytes.baseAddress, n >= 16 else { return bytes.contains { $0 == a || $0 == b } }
+        let wideA = SIMD16<UInt8>(repeating: a), wideB = SIMD16<UInt8>(repeating: b)
+        var at = 0
+        while true {
+            let v = base.loadUnaligned(fromByteOffset: at, as: SIMD16<UInt8>.self)
+            if any((v .== wideA) .| (v .== wideB)) { return true }
+            if at &+ 16 >= n { return false }
+            at = min(at &+ 16, n &- 16)  // the last step overlaps the one before
+        }
+    }
+
     /// Whether `needle` occurs anywhere, across segment boundaries too.
     /// `pivot` is the index in it of a byte rare in bodies, so that the
     /// scan goes at `memchr`'s pace from one of those to the next.

@@ -83,9 +83,11 @@ public enum SessionRequest {
     /// False only when the body certainly holds no key `requestType`:
     /// neither its plain bytes nor a `\u` escape that could spell them. Saves
     /// parsing large invocations. Each scan runs from one rare byte to the
-    /// next: the key's `q`, the escape's backslash.
+    /// next: the key's `q`, the escape's backslash; a small body without
+    /// either is passed over in one pass.
     static func mayName(_ body: RequestBody) -> Bool {
-        body.contains(keyBytes, pivot: 2) || body.contains(constant("\\u"))
+        body.mayHold(UInt8(ascii: "q"), UInt8(ascii: "\\"))
+            && (body.contains(keyBytes, pivot: 2) || body.contains(constant("\\u")))
     }
 
     static var keyBytes: UnsafeRawBufferPointer { constant(keyText) }

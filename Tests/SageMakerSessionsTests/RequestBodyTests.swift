@@ -37,6 +37,32 @@ final class RequestBodyTests: XCTestCase {
         }
     }
 
+    /// Every length around the vector width, each sought byte at every
+    /// place: the one pass finds it wherever it is, and nothing else.
+    func testHoldsEitherAtEveryPlace() {
+        for n in 0...70 {
+            let plain = [UInt8](repeating: UInt8(ascii: "a"), count: n)
+            plain.withUnsafeBytes { XCTAssertFalse(RequestBody.holdsEither(0x71, 0x5c, in: $0), "\(n)") }
+            for at in 0..<n {
+                for sought: UInt8 in [0x71, 0x5c] {
+                    var bytes = plain
+                    bytes[at] = sought
+                    bytes.withUnsafeBytes { XCTAssertTrue(RequestBody.holdsEither(0x71, 0x5c, in: $0), "\(n) \(at)") }
+                }
+                var near = plain
+                near[at] = 0x70  // one below 'q': no false hit
+                near.withUnsafeBytes { XCTAssertFalse(RequestBody.holdsEither(0x71, 0x5c, in: $0), "\(n) \(at)") }
+            }
+        }
+    }
+
+    func testMayHoldIsSureOnlyForOneSmallRun() {
+        withBody([Array("abc".utf8)]) { XCTAssertFalse($0.mayHold(0x71, 0x5c)) }
+        withBody([Array("ab".utf8), Array("c".utf8)]) { XCTAssertTrue($0.mayHold(0x71, 0x5c)) }
+        withBody([[UInt8](repeating: 0x61, count: RequestBody.smallBody + 1)]) { XCTAssertTrue($0.mayHold(0x71, 0x5c)) }
+        withBody([[UInt8](repeating: 0x61, count: RequestBody.smallBody)]) { XCTAssertFalse($0.mayHold(0x71, 0x5c)) }
+    }
+
     func testStartsLikeObjectAcrossPieces() {
         withBody([Array("  \n".utf8), [], Array(" {}".utf8)]) { XCTAssertTrue($0.startsLikeObject) }
         withBody([Array("  ".utf8), Array("[{}]".utf8)]) { XCTAssertFalse($0.startsLikeObject) }
