@@ -8,12 +8,14 @@ public struct RequestBody {
     /// The body when it is one run of bytes, as nearly every body is: held
     /// without an array, which would cost an allocation per request.
     private let single: UnsafeRawBufferPointer
-    /// The runs when there are two or more; empty otherwise.
-    private let runs: [UnsafeRawBufferPointer]
+    /// The runs when there are two or more; nil otherwise, so that a body
+    /// of one run holds nothing to release.
+    private let several: [UnsafeRawBufferPointer]?
+    private var runs: [UnsafeRawBufferPointer] { several ?? [] }
 
     public init(_ bytes: UnsafeRawBufferPointer) {
         single = bytes
-        runs = []
+        several = nil
     }
 
     public init(segments: [UnsafeRawBufferPointer]) {
@@ -21,12 +23,19 @@ public struct RequestBody {
     }
 
     /// From `count` runs, `run(i)` each; an array only for two or more.
+    /// Inlined into the caller, so that a body of one run, as nearly every
+    /// body is, costs no call of `run`.
+    @inlinable
     public init(count: Int, run: (Int) -> UnsafeRawBufferPointer) {
-        if count == 1 {  // as nearly every body is
-            single = run(0)
-            runs = []
-            return
+        if count == 1 {
+            self.init(run(0))
+        } else {
+            self.init(gathering: count, run)
         }
+    }
+
+    @usableFromInline
+    init(gathering count: Int, _ run: (Int) -> UnsafeRawBufferPointer) {
         var first = UnsafeRawBufferPointer(start: nil, count: 0)
         var more: [UnsafeRawBufferPointer] = []
         for i in 0..<max(count, 0) {
@@ -43,17 +52,17 @@ public struct RequestBody {
             more.append(bytes)
         }
         single = more.isEmpty ? first : UnsafeRawBufferPointer(start: nil, count: 0)
-        runs = more
+        several = more.isEmpty ? nil : more
     }
 
     /// The runs of bytes, none empty.
     public var segments: [UnsafeRawBufferPointer] {
-        if !runs.isEmpty { return runs }
+        if let several { return several }
         return single.isEmpty ? [] : [single]
     }
 
     /// The body as one run, when it is one (or empty).
-    var oneRun: UnsafeRawBufferPointer? { runs.isEmpty ? single : nil }
+    var oneRun: UnsafeRawBufferPointer? { several == nil ? single : nil }
 
     public var count: Int { oneRun?.count ?? runs.reduce(0) { $0 + $1.count } }
 
