@@ -148,6 +148,13 @@ public struct RequestBody {
         return false
     }
 
+    /// Byte for byte, with `memcmp` (the generic comparison of two byte
+    /// collections goes one element at a time).
+    static func same(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count, let p = a.baseAddress, let q = b.baseAddress else { return a.count == b.count }
+        return memcmp(p, q, a.count) == 0
+    }
+
     /// The body as JSON (any JSON), read straight from its segments.
     func parse() -> JSON? {
         if let one = oneRun { return one.isEmpty ? nil : JSON.parse(one) }

@@ -70,7 +70,7 @@ public enum SessionRequest {
         guard take(UInt8(ascii: "{")) else { return nil }
         var value: Range<Int>? = nil
         repeat {
-            guard let name = plainString(), bytes[name].elementsEqual(keyBytes),
+            guard let name = plainString(), RequestBody.same(UnsafeRawBufferPointer(rebasing: bytes[name]), keyBytes),
                   take(UInt8(ascii: ":")), let v = plainString() else { return nil }
             value = v
         } while take(UInt8(ascii: ","))
