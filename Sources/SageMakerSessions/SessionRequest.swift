@@ -86,8 +86,9 @@ public enum SessionRequest {
     /// next: the key's `q`, the escape's backslash; a small body without
     /// either is passed over in one pass.
     static func mayName(_ body: RequestBody) -> Bool {
-        body.mayHold(UInt8(ascii: "q"), UInt8(ascii: "\\"))
-            && (body.contains(keyBytes, pivot: 2) || body.contains(constant("\\u")))
+        let key = keyBytes, keyPivot = 2, escape = constant("\\u")
+        return body.mayHold(key[keyPivot], escape[0])
+            && (body.contains(key, pivot: keyPivot) || body.contains(escape))
     }
 
     static var keyBytes: UnsafeRawBufferPointer { constant(keyText) }
