@@ -31,7 +31,7 @@ APT_PACKAGES   := nginx nginx-dev libnginx-mod-http-ndk libnginx-mod-http-ndk-de
 PIP_PACKAGES   := pytest model-hosting-container-standards==0.1.16
 
 SWIFT_SOURCES  := Package.swift $(shell find Sources CInterop -type f 2>/dev/null)
-SHIM_SOURCES   := nginx/config nginx/$(MODULE).c
+SHIM_SOURCES   := VERSION $(wildcard nginx/config nginx/*.c nginx/*.h)
 
 .PHONY: all build deps apt-deps pip-deps bench-deps unit integration test run bench clean
 
@@ -59,7 +59,7 @@ $(SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
 	$(SWIFT) build -c release --product SageMakerSessionsModule
 
 # nginx's module build needs a writable copy of its source tree.
-$(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config | apt-deps
+$(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config VERSION | apt-deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
 	    ./configure --with-compat --add-dynamic-module=$(CURDIR)/nginx > $(BUILD)/configure.log
@@ -117,7 +117,7 @@ $(ASAN_SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
 	$(SWIFT) build -c release --scratch-path $(CURDIR)/.build-asan \
 	    --product SageMakerSessionsModule --sanitize=address -Xswiftc -g
 
-$(ASAN_BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config | apt-deps
+$(ASAN_BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config VERSION | apt-deps
 	rm -rf $(ASAN_BUILD)/nginx && mkdir -p $(ASAN_BUILD) && cp -r $(NGINX_SRC) $(ASAN_BUILD)/nginx
 	cd $(ASAN_BUILD)/nginx && SMS_SWIFT_LIB=$(ASAN_SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
 	    ./configure --with-compat --with-cc=$(ASAN_CC) \

@@ -1785,6 +1785,9 @@ ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle)
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                         ngx_http_sagemaker_sessions_module);
 
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "sagemaker sessions module " NGX_HTTP_SAGEMAKER_SESSIONS_VERSION);
+
     if (smcf == NULL || smcf->store == NULL) {
         return NGX_OK;
     }
