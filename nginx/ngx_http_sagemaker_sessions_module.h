@@ -1,0 +1,116 @@
+
+/*
+ * What the files of the nginx shim share: the module, its configuration,
+ * a request's context, and the functions one file calls in another.
+ */
+
+#ifndef _NGX_HTTP_SAGEMAKER_SESSIONS_MODULE_H_INCLUDED_
+#define _NGX_HTTP_SAGEMAKER_SESSIONS_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sagemaker_sessions.h"
+
+
+
+typedef struct {
+    ngx_flag_t                 enable;
+    ngx_str_t                  path;
+    ngx_int_t                  expiration;   /* seconds */
+    ngx_int_t                  max;
+
+    void                      *store;       /* Swift SessionStore or NULL */
+    ngx_event_t                sweep;
+    ngx_event_t                turn;        /* posted: the loop's turn ends */
+
+    /* from SAGEMAKER_TRANSFORMS_{CREATE,CLOSE}_SESSION_DEFAULTS, or NULL */
+    void                      *create_defaults;
+    void                      *close_defaults;
+} ngx_http_sagemaker_sessions_main_conf_t;
+
+
+
+typedef struct {
+    ngx_str_t                  uri;
+    void                      *path;        /* Swift JSONPath */
+} ngx_http_sagemaker_sessions_handler_t;
+
+
+typedef struct {
+    ngx_flag_t                 manager;
+    void                      *inject_path;  /* Swift JSONPath or NULL */
+
+    ngx_http_sagemaker_sessions_handler_t  create;
+    ngx_http_sagemaker_sessions_handler_t  close;
+    void                      *create_defaults;
+    void                      *close_defaults;
+
+    void                      *location;     /* Swift SessionManager */
+} ngx_http_sagemaker_sessions_loc_conf_t;
+
+
+typedef struct {
+    ngx_int_t                  status;
+
+    /* an engine session subrequest: SMS_CALL_CREATE or SMS_CALL_CLOSE */
+    ngx_int_t                  call;
+    ngx_http_request_t        *subrequest;
+    ngx_int_t                  sr_rc;
+
+    /* the engine's answer body, kept by our body filter */
+    u_char                    *capture;
+    size_t                     captured;
+    size_t                     capacity;
+
+    unsigned                   done:1;
+    unsigned                   last:1;       /* the whole body went by */
+    unsigned                   overflow:1;   /* more than capacity */
+} ngx_http_sagemaker_sessions_ctx_t;
+
+
+extern ngx_module_t  ngx_http_sagemaker_sessions_module;
+
+
+/* the request phase (_handler.c) */
+
+ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
+    sms_decision_t *d);
+void ngx_http_sagemaker_sessions_request(ngx_http_request_t *r,
+    sms_request_t *req);
+ngx_int_t ngx_http_sagemaker_sessions_respond(ngx_http_request_t *r,
+    sms_decision_t *d);
+void *ngx_http_sagemaker_sessions_alloc(void *pool, size_t size);
+
+/* the request body (_body.c) */
+
+ngx_int_t ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_loc_conf_t *slcf);
+ngx_int_t ngx_http_sagemaker_sessions_body(ngx_http_request_t *r,
+    sms_request_t *req);
+ngx_chain_t *ngx_http_sagemaker_sessions_chain(ngx_pool_t *pool,
+    sms_str_t *body);
+ngx_int_t ngx_http_sagemaker_sessions_replace_body(
+    ngx_http_request_t *r, sms_decision_t *d);
+
+/* engine session subrequests (_engine.c) */
+
+ngx_int_t ngx_http_sagemaker_sessions_call_engine(
+    ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx,
+    sms_decision_t *d);
+ngx_int_t ngx_http_sagemaker_sessions_engine_answer(
+    ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx);
+ngx_int_t ngx_http_sagemaker_sessions_engine_init(ngx_conf_t *cf);
+
+/* the store in each worker (_store.c) */
+
+void ngx_http_sagemaker_sessions_turn_used(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
+ngx_int_t ngx_http_sagemaker_sessions_init_process(
+    ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_SAGEMAKER_SESSIONS_MODULE_H_INCLUDED_ */

@@ -1,0 +1,106 @@
+
+/*
+ * The session store in each worker process: its start, the end of each
+ * turn of the event loop, and the expiry sweep on a timer.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sagemaker_sessions_module.h"
+
+
+static void ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev);
+static void ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev);
+
+
+static void
+ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev)
+{
+    ngx_msec_t                                delay;
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    smcf = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    delay = (ngx_msec_t) sms_sweep_step(smcf->store);
+
+    ngx_http_sagemaker_sessions_turn_used(smcf);
+
+    ngx_add_timer(ev, delay ? delay : 1);
+}
+
+
+/*
+ * The store was used in this turn of the event loop: what it read of the
+ * disk holds until the turn ends. The turn ends before any event posted in
+ * it runs: a posted event may read a request that arrived after the store
+ * was used.
+ */
+void
+ngx_http_sagemaker_sessions_turn_used(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf)
+{
+    if (smcf->turn.handler && !smcf->turn.posted) {
+        smcf->turn.posted = 1;
+        ngx_queue_insert_head(&ngx_posted_events, &smcf->turn.queue);
+    }
+}
+
+
+static void
+ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev)
+{
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    smcf = ev->data;
+
+    sms_store_end_turn(smcf->store);
+}
+
+
+/*
+ * every worker keeps its own inotify-checked cache of sessions; one worker
+ * sweeps expired sessions, in small steps on a timer
+ */
+
+ngx_int_t
+ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                        ngx_http_sagemaker_sessions_module);
+
+    if (smcf == NULL || smcf->store == NULL) {
+        return NGX_OK;
+    }
+
+    sms_store_worker_init(smcf->store);
+
+    smcf->turn.handler = ngx_http_sagemaker_sessions_turn_handler;
+    smcf->turn.data = smcf;
+    smcf->turn.log = cycle->log;
+
+    if (ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    smcf->sweep.handler = ngx_http_sagemaker_sessions_sweep_handler;
+    smcf->sweep.data = smcf;
+    smcf->sweep.log = cycle->log;
+    smcf->sweep.cancelable = 1;
+
+    ngx_add_timer(&smcf->sweep, 1000);
+
+    return NGX_OK;
+}
