@@ -2,7 +2,8 @@
 #
 #   make          build build/ngx_http_sagemaker_sessions_module.so
 #   make run      start nginx with the module in front of a demo engine
-#   make test     Swift unit tests, then integration tests against real nginx
+#   make test     Swift unit tests, integration tests against real nginx, then
+#                 the Debian package built and checked (make packaging)
 #   make asan     the integration tests against the module built with
 #                 AddressSanitizer: no memory error, no leak (see README)
 #   make bench    the module's cost per request, against plain nginx and the
