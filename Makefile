@@ -178,14 +178,14 @@ DEB            := $(BUILD)/$(DEB_NAME)_$(DEB_VERSION)_amd64.deb
 DEB_WORK       := $(BUILD)/deb
 DEB_TREE       := $(DEB_WORK)/$(DEB_NAME)-$(DEB_VERSION)
 DEB_MAINTAINER := $(shell sed -n 's/^Maintainer: //p' debian/control)
-DEB_SOURCES    := $(shell find debian -type f) README.md nginx/example.conf nginx/sglang.conf
+DEB_SOURCES    := $(shell find debian -type f) README.md docs/reference.md nginx/example.conf nginx/sglang.conf
 
 .PHONY: deb lintian
 deb: $(DEB)
 
 $(DEB): $(SWIFT_LIB) $(SHIM_SOURCES) $(DEB_SOURCES) | deb-apt-deps
 	rm -rf $(DEB_WORK) && mkdir -p $(DEB_TREE)
-	cp -r debian nginx CInterop Sources Package.swift VERSION README.md $(DEB_TREE)/
+	cp -r debian nginx CInterop Sources Package.swift VERSION README.md docs $(DEB_TREE)/
 	rm -f $(DEB_TREE)/debian/changelog
 	{ echo "$(DEB_NAME) ($(DEB_VERSION)) bookworm; urgency=medium"; echo; \
 	  echo "  * Version $(DEB_VERSION) of the SageMaker stateful sessions module."; echo; \
