@@ -324,3 +324,24 @@ def test_install_remove_purge_next_to_stock_nginx_in_a_private_root():
     assert upper == [], upper
 
     assert machine_state() == before   # the machine's own nginx is untouched
+
+
+# --- make install ----------------------------------------------------------------
+
+def test_make_install_lays_the_package_s_files_under_destdir(unpacked):
+    """The same module, snippet and modules-enabled link as the package and
+    its postinst, under DESTDIR; the snippet names the module by its
+    absolute path, so that it works with any nginx prefix."""
+    dest = workdir()
+    run("make", "-s", "-C", ROOT, "install", f"DESTDIR={dest}")
+    laid = sorted(os.path.relpath(os.path.join(d, f), dest)
+                  for d, dirs, files in os.walk(dest) for f in files)
+    assert laid == ["etc/nginx/modules-enabled/60-" + SNIPPET,
+                    f"usr/lib/nginx/modules/{MODULE}",
+                    f"usr/share/nginx/modules-available/{SNIPPET}"]
+    assert os.readlink(os.path.join(dest, "etc/nginx/modules-enabled/60-" + SNIPPET)) \
+        == f"/usr/share/nginx/modules-available/{SNIPPET}"
+    with open(os.path.join(dest, "usr/share/nginx/modules-available", SNIPPET)) as f:
+        assert f.read() == f"load_module /usr/lib/nginx/modules/{MODULE};\n"
+    run("make", "-s", "-C", ROOT, "uninstall", f"DESTDIR={dest}")
+    assert [f for d, dirs, files in os.walk(dest) for f in files] == []
