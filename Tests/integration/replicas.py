@@ -99,9 +99,10 @@ class Replica:
         self.thread.start()
         return self
 
-    def kill(self):
+    def kill(self, settle=0.2):
         """The engine dies: the port refuses connections, the connections
-        nginx holds open are cut."""
+        nginx holds open are cut (then `settle` seconds for nginx to see them
+        closed)."""
         if self.server is None:
             return
         server, self.server = self.server, None
@@ -114,7 +115,7 @@ class Replica:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        time.sleep(0.2)      # nginx sees its cached connections closed
+        time.sleep(settle)
 
     def restart(self, keep_sessions=False):
         """Starts again on the same port; a restarted engine has lost its
@@ -125,7 +126,8 @@ class Replica:
                 self.sessions.clear()
         return self.start()
 
-    stop = kill
+    def stop(self):
+        self.kill(settle=0)
 
     # --- what it saw ----------------------------------------------------------
 
@@ -339,7 +341,7 @@ class Replicas:
 
     def stop(self):
         for r in self.all:
-            r.kill()
+            r.kill(settle=0)
 
 
 # --- session directories -----------------------------------------------------

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 
@@ -179,6 +180,11 @@ def test_engine_owned_sessions_are_opened_evenly_and_every_request_reaches_the_h
         assert sorted(closed) == sorted(s for s, h in homes.items() if h == r.name), r
         assert r.sessions == {}, r
     assert live_session_dirs(front) == []
+    # a closed id is one the module no longer knows: balanced, and the engine answers
+    for sid in list(homes)[:6]:
+        r = invoke(front, sid)
+        assert r.status == 400, r
+        assert r.json() == {"error": {"message": f"Invalid request: session id {sid} does not exist"}}
 
 
 def test_builtin_sessions_pick_a_home_evenly_and_stay_there(cluster):
@@ -258,6 +264,12 @@ def test_homes_hold_across_reload_reorder_new_server_and_restart(cluster, mode):
 
     front.restart()            # nginx stopped, a new one on the same sessions path
     check_all_at_home("after restart")
+    # the live sessions per replica are known after the restart: r0 down to
+    # 5 (the others have 9 or 10) gets the next 4
+    for sid in [s for s in sids if homes[s] == "r0"][5:]:
+        assert close(front, sid).status == 200
+    again = [create(front)[0] for _ in range(4)]
+    assert set(homes_of(front, reps, again, mode).values()) == {"r0"}
 
 
 @pytest.mark.parametrize("how", ["removed", "down"])
@@ -287,6 +299,67 @@ def test_home_removed_from_the_configuration_counts_as_down(cluster, mode, how):
             assert served_by(invoke(front, sid, 1), sid, mode) == moved
             assert read_home(front.sessions_path, sid) == reps.by_name(moved).address
     assert reps[1].count() == seen_by_r1, "the removed replica got requests"
+
+
+def test_builtin_first_invocations_racing_in_both_workers_agree_on_one_home(cluster):
+    reps, front = cluster(3, "builtin")
+    front.start()
+    sids = [create(front)[0] for _ in range(60)]
+    barrier_size = 4
+
+    def race(sid):
+        barrier = threading.Barrier(barrier_size)
+
+        def one(n):
+            barrier.wait()
+            r = invoke(front, sid, n)
+            return served_by(r, sid, "builtin"), r.header("X-Worker")
+        with concurrent.futures.ThreadPoolExecutor(barrier_size) as pool:
+            return list(pool.map(one, range(barrier_size)))
+
+    results = {sid: race(sid) for sid in sids}
+    split = {sid: got for sid, got in results.items() if len({g for g, _ in got}) != 1}
+    assert split == {}
+    workers = {w for got in results.values() for _, w in got}
+    assert len(workers) == 2
+    for sid, got in results.items():
+        assert read_home(front.sessions_path, sid) == reps.by_name(got[0][0]).address
+
+
+@pytest.mark.parametrize("mode", ["engine", "builtin"])
+def test_no_request_misrouted_while_nginx_reloads(cluster, mode):
+    reps, front = cluster(3, mode)
+    front.start()
+    sids = [create(front)[0] for _ in range(60)]
+    homes = homes_of(front, reps, sids, mode)
+    stop = threading.Event()
+    wrong = []
+    done = collections.Counter()
+
+    def client(part):
+        n = 0
+        while not stop.is_set():
+            sid = part[n % len(part)]
+            r = invoke(front, sid, n)
+            n += 1
+            if r.status != 200 or r.header("X-Replica") != homes[sid]:
+                wrong.append((sid, homes[sid], r))
+            done[part[0]] += 1
+
+    threads = [threading.Thread(target=client, args=(sids[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.4)
+            front.ngx.reload()
+        time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert wrong == []
+    assert sum(done.values()) >= 100, done
 
 
 # --- a replica dies ----------------------------------------------------------------------------
@@ -442,34 +515,116 @@ def test_unknown_session_is_balanced_and_the_engine_decides(cluster):
 def test_engine_owned_session_expires(cluster):
     reps, front = cluster(3, "engine", expiration="2s")
     front.start()
-    t0 = time.time()
-    sid, r = create(front)
     other, _ = create(front)
-    value = r.header(NEW_SESSION)
-    parts = [p.strip() for p in value.split(";")]
-    assert len(parts) == 2 and parts[0] == sid and HEX32.match(sid), value
-    m = EXPIRES.match(parts[1])
-    assert m, value
-    expires = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-    assert t0 + 2 - 1.5 <= expires <= time.time() + 2 + 0.5, (value, t0)
-    assert abs(read_expiration(front.sessions_path, sid) - (t0 + 2)) < 1.5
-    home = reps.owners(sid)[0]
-    assert served_by(invoke(front, sid), sid, "engine") == home.name
+    # touched at once when its time has passed: answered as expired. The
+    # sweep may remove it first (it is then an id the module never saw, and
+    # the engine answers): then again with a new session, 3 tries.
+    for attempt in range(3):
+        t0 = time.time()
+        sid, r = create(front)
+        value = r.header(NEW_SESSION)
+        parts = [p.strip() for p in value.split(";")]
+        assert len(parts) == 2 and parts[0] == sid and HEX32.match(sid), value
+        m = EXPIRES.match(parts[1])
+        assert m, value
+        expires = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        assert t0 + 2 - 1.5 <= expires <= time.time() + 2 + 0.5, (value, t0)
+        expiration = read_expiration(front.sessions_path, sid)
+        assert t0 + 2 - 0.5 <= expiration <= time.time() + 2 + 0.5
+        assert 0 <= expiration - expires < 1, (expiration, value)
+        home = reps.owners(sid)[0]
+        assert served_by(invoke(front, sid), sid, "engine") == home.name
 
-    while time.time() < read_expiration(front.sessions_path, sid) + 0.3:
-        time.sleep(0.1)
-    generated = sum(reps.counts("/generate").values())
-    r = invoke(front, sid)
-    assert r.status == 400, r
-    assert detail(r) == f"Bad request: session expired: {sid}", r
-    assert sum(reps.counts("/generate").values()) == generated, "an expired session reached a replica"
-    assert not os.path.exists(session_dir(front.sessions_path, sid))
+        wait_past(expiration + 0.02)
+        generated = sum(reps.counts("/generate").values())
+        r = invoke(front, sid)
+        if "detail" not in r.json():               # the engine's answer: swept before it was touched
+            assert not os.path.exists(session_dir(front.sessions_path, sid)), r
+            continue
+        assert r.status == 400, r
+        assert detail(r) == f"Bad request: session expired: {sid}", r
+        assert sum(reps.counts("/generate").values()) == generated, "an expired session reached a replica"
+        assert not os.path.exists(session_dir(front.sessions_path, sid))
+        break
+    else:
+        pytest.fail("the sweep removed the session before it could be touched, 3 times")
     # the untouched one goes too, with its home (the sweep)
     deadline = time.time() + 10
     while os.path.exists(session_dir(front.sessions_path, other)) and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert not os.path.exists(session_dir(front.sessions_path, other))
+
+
+def test_an_expired_session_no_longer_counts_for_its_home(cluster):
+    """r1 and r2 marked down while 4 sessions are opened: all on r0. Once
+    those expire (answered as expired when touched, or removed by the
+    sweep), r0 is level with the others again: the next 3 sessions go one to each."""
+    reps, front = cluster(3, "engine", expiration="2s", params={"r1": "down", "r2": "down"})
+    front.start()
+    first = [created_engine_session(front, reps) for _ in range(4)]
+    assert {home for _, home in first} == {"r0"}
+    front.reconfigure(params={})
+    for sid, _ in first[:2]:            # touched as soon as expired (unless the sweep was first)
+        wait_past(read_expiration(front.sessions_path, sid) + 0.02)
+        r = invoke(front, sid)
+        if r.status == 400 and r.header("Content-Type") == "application/json" and "detail" in r.json():
+            assert detail(r) == f"Bad request: session expired: {sid}", r
+    deadline = time.time() + 10
+    while live_session_dirs(front) and time.time() < deadline:
+        time.sleep(0.1)
+    assert live_session_dirs(front) == []
+    later = [created_engine_session(front, reps)[1] for _ in range(3)]
+    assert sorted(later) == ["r0", "r1", "r2"], later
+
+
+def wait_past(t):
+    while time.time() < t:
+        time.sleep(0.01)
+
+
+def test_engine_ids_and_session_headers_never_reach_outside_the_sessions_path(cluster, monkeypatch):
+    """An id the engine gives or a client sends that is not safe as one path
+    component is never used as a path: nothing is written, read as a home or
+    removed outside the sessions path."""
+    reps, front = cluster(3, "engine")
+    front.start()
+    victim = os.path.join(front.dir, "victim")        # beside the sessions path, shaped as a session
+    os.makedirs(victim)
+    with open(os.path.join(victim, ".expiration_ts"), "w") as f:
+        f.write(str(time.time() + 1000))
+    with open(os.path.join(victim, ".home"), "w") as f:
+        f.write(reps[0].address)
+    good, _ = created_engine_session(front, reps)
+    for header in ["../victim", "..", ".", "../victim/", "a/../../victim", "./" + good, good + "/"]:
+        r = close(front, header)
+        assert r.status in (200, 400), (header, r)       # the engine's answer: nginx does not choke
+        r = invoke(front, header)
+        assert r.status == 400, (header, r)
+        assert r.json() == {"error": {"message": f"Invalid request: session id {header} does not exist"}}
+    assert sorted(os.listdir(victim)) == [".expiration_ts", ".home"]
+    assert os.path.isdir(session_dir(front.sessions_path, good)), "a session closed through a path trick"
+
+    from replicas import Replica
+    answer = Replica._answer_sglang
+    for bad in ["../escape", "a/b", ".hidden", "..", "x/" + "y" * 200]:
+        def open_with_bad_id(self, path, record, body, bad=bad):
+            if path != "/open_session":
+                return answer(self, path, record, body)
+            with self.lock:
+                self.sessions[bad] = body
+            record["session"] = bad
+            return self._json(bad)
+        monkeypatch.setattr(Replica, "_answer_sglang", open_with_bad_id)
+        r = front.request({"requestType": "NEW_SESSION"}, JSON)
+        assert r.status in (200, 500), (bad, r)
+    monkeypatch.setattr(Replica, "_answer_sglang", answer)
+    assert sorted(os.listdir(front.dir)) == sorted(
+        ["client_body", "error.log", "fastcgi", "nginx.conf", "nginx.pid", "proxy", "scgi", "sessions",
+         "uwsgi", "victim"])
+    assert live_session_dirs(front) == [good]
+    assert sorted(os.listdir(front.sessions_path)) == [good]
+    assert not os.path.exists(os.path.join(front.dir, "escape"))
 
 
 # --- nginx -t -----------------------------------------------------------------------------------
