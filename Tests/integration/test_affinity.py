@@ -11,7 +11,6 @@ request cannot go unseen.
 import collections
 import concurrent.futures
 import datetime
-import json
 import os
 import re
 import shutil
@@ -476,6 +475,28 @@ def test_backup_and_down_are_honoured_without_session(cluster, affinity):
         assert r.status == 200, r
         assert r.header("X-Replica") == "r2", r
     assert reps[3].count() == 0
+
+
+@pytest.mark.parametrize("affinity", [False, True], ids=["without-directive", "with-affinity"])
+def test_max_fails_and_fail_timeout_are_honoured_without_session(cluster, affinity):
+    """r0 (max_fails=1 fail_timeout=60s) refuses once: nginx tries r1, and
+    leaves r0 alone for the minute even once it is back; r2 (max_fails=0)
+    is tried again as soon as it is back."""
+    reps, front = cluster(3, "builtin", affinity=affinity,
+                          params={"r0": "max_fails=1 fail_timeout=60s", "r2": "max_fails=0"})
+    front.start()
+    reps[0].kill()
+    reps[2].kill()
+    for i in range(12):
+        r = front.request({"p": i}, JSON)
+        assert r.status == 200, r
+        assert r.header("X-Replica") == "r1", r
+    reps[0].restart()
+    reps[2].restart()
+    for i in range(30):
+        assert front.request({"p": i}, JSON).status == 200
+    counts = reps.counts("/invocations")
+    assert counts["r0"] == 0 and counts["r2"] >= 8, counts
 
 
 @pytest.mark.parametrize("mode", ["engine", "builtin"])

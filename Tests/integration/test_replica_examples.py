@@ -18,7 +18,7 @@ import time
 import pytest
 
 from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Nginx, detail, free_port,
-                     workdir)
+                     request, workdir)
 from replicas import HEX32, VLLM_REFUSAL, Replicas, log_lines_since, read_home, session_dir
 
 SGLANG_CONF = os.path.join(ROOT, "nginx", "sglang-replicas.conf")
@@ -170,7 +170,6 @@ def test_sglang_replicas_sessions_stay_on_the_sglang_that_opened_them(example):
     for sid, home in sessions.items():
         assert read_home(ngx.sessions_path, sid) == home.address
 
-    workers = set()
     for n in range(3):
         for sid, home in sessions.items():
             r = generate(ngx, sid, f"turn {n}")
@@ -243,6 +242,9 @@ def test_vllm_replicas_conf_directives_and_nginx_t(example):
     reps, ngx = example(VLLM_CONF, "vllm", 8000)
     code, out = ngx.test_config()
     assert code == 0, out
+    # the stub refuses the header as vLLM does: through nginx it never sees it
+    r = request(reps[0].port, {"messages": []}, {SESSION: "0b7f3d9c-1c2e-4f5a-8b6d-9e0a1b2c3d4e"})
+    assert r.status == 400 and r.json() == {"detail": VLLM_REFUSAL}, r
 
 
 def vllm_invoke(ngx, sid, n=0):
