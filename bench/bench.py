@@ -224,6 +224,130 @@ def fmt(v, digits=0):
     return "—" if v is None else f"{v:,.{digits}f}"
 
 
+# --- session affinity (issue 17) -------------------------------------------------
+# Rows of sessions sent to their home through an upstream with
+# `sagemaker_session_affinity;`, each paired with plain round robin over the
+# same replicas. BENCH_ONLY=affinity runs only these rows (results.md is then
+# left as it is).
+ONLY = os.environ.get("BENCH_ONLY", "")
+AFFINITY_REPLICAS = 3
+AFFINITY_TARGET = 0.97
+AFFINITY_BUILTIN = f"module, built-in session with affinity ({AFFINITY_REPLICAS} replicas)"
+AFFINITY_ENGINE = f"module, engine-owned session with affinity ({AFFINITY_REPLICAS} replicas)"
+
+
+def replicas_stub_conf(work, ports):
+    """A second nginx standing in for the replicas: one worker, one server
+    listening on every replica's port, every answer 200 at once; /open_session
+    answers a new engine session id as a JSON string (nginx's $request_id, 32
+    hex digits, as SGLang's are)."""
+    return "\n".join([
+        "worker_processes 1;", "daemon off;", f"pid {work}/replicas.pid;",
+        f"error_log {work}/replicas.log warn;", "events { worker_connections 4096; }",
+        "http {", "    access_log off;", "    server {"]
+        + [f"        listen 127.0.0.1:{port};" for port in ports]
+        + ["        default_type application/json;",
+           "        location = /open_session { return 200 '\"$request_id\"'; }",
+           f"        location / {{ return 200 '{ENGINE_BODY}'; }}",
+           "    }", "}", ""])
+
+
+def affinity_conf(work, sessions, ports, port, plain_port):
+    """The front: `upstream replicas` with affinity, `upstream replicas_rr`
+    plain round robin over the same servers; /invocations (built-in
+    sessions) and /generate (engine-owned, created through /open) through
+    the first on `port`, the same two URIs through the second on
+    `plain_port`, in the same worker."""
+    servers = [f"server 127.0.0.1:{p};" for p in ports]
+    upstreams = (["upstream replicas {", "    sagemaker_session_affinity;"] + ["    " + s for s in servers]
+                 + ["    keepalive 64;", "}", "upstream replicas_rr {"] + ["    " + s for s in servers]
+                 + ["    keepalive 64;", "}"])
+
+    def location(path, upstream, *directives):
+        return indented([f"location = {path} {{"] + ["    " + d for d in directives]
+                        + ["    proxy_http_version 1.1;", '    proxy_set_header Connection "";',
+                           f"    proxy_pass http://{upstream};", "}"], 8)
+    locations = "\n".join([
+        location("/invocations", "replicas", "sagemaker_session_manager;"),
+        location("/generate", "replicas", "sagemaker_session_create_handler /open body;",
+                 "sagemaker_session_close_handler /close body.session_id;", "sagemaker_session_manager;"),
+        location("/open", "replicas/open_session", "internal;"),
+        location("/close", "replicas/close_session", "internal;"),
+    ])
+    plain = " ".join(["server {", f"listen 127.0.0.1:{plain_port};",
+                      location("/invocations", "replicas_rr").replace("\n", " "),
+                      location("/generate", "replicas_rr").replace("\n", " "), "}"])
+    return front_conf(directory=work, pid="affinity.pid", log="affinity.log", level="warn", module=MODULE,
+                      workers=WORKERS, sessions=sessions, expiration="20m", engine_port=ports[0], port=port,
+                      http=[f"client_body_temp_path {work}/body;", f"proxy_temp_path {work}/proxy;"]
+                      + upstreams + [plain], locations=locations)
+
+
+def curl_status(url, body, headers=()):
+    args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H",
+            "Content-Type: application/json", "--data-binary", body]
+    for h in headers:
+        args += ["-H", h]
+    return subprocess.run(args + [url], capture_output=True, text=True, timeout=30).stdout
+
+
+def affinity_rows(work, shm, measure):
+    """The two affinity rows: a session's invocations sent to its home by
+    the module, against the same requests through plain round robin over the
+    same replicas (same URI, on a second port of the same worker). The
+    replicas' nginx and the front are stopped before it returns."""
+    sessions = os.path.join(shm, "affinity")
+    os.makedirs(sessions, exist_ok=True)
+    ports = [free_port() for _ in range(AFFINITY_REPLICAS)]
+    port, plain_port = free_port(), free_port()
+    stub = os.path.join(work, "replicas.conf")
+    with open(stub, "w") as f:
+        f.write(replicas_stub_conf(work, ports))
+    procs = [start(["nginx", "-p", work, "-c", stub, "-e", os.path.join(work, "replicas.log")], ports[0])]
+    for p in ports[1:]:
+        wait_port(p, procs[0])
+    conf = os.path.join(work, "affinity.conf")
+    with open(conf, "w") as f:
+        f.write(affinity_conf(work, sessions, ports, port, plain_port))
+    procs.append(start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "affinity.log")], port))
+    try:
+        base, plain = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{plain_port}"
+        for name, path in ((AFFINITY_BUILTIN, "/invocations"), (AFFINITY_ENGINE, "/generate")):
+            sid = new_session(port, path)
+            header = f"{SESSION}: {sid}"
+            # each side answers 200 before it is measured (the module's first
+            # invocation of a built-in session also gives it its home)
+            for url in (base + path, plain + path):
+                status = curl_status(url, BODY, [header])
+                if status != "200":
+                    raise RuntimeError(f"{url} with session {sid} answered {status!r}")
+            home = os.path.join(sessions, sid, ".home")
+            if not os.path.exists(home):
+                raise RuntimeError(f"session {sid} has no home ({home} is missing)")
+            lua = script(work, "affinity", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+            for url in (plain + path, base + path):       # warm-up, not measured
+                wrk(url, lua, seconds=1)
+            measure(name, base + path, lua, 0, plain_url=plain + path, plain_script=lua, pairs=max(PAIRS, 5))
+    finally:
+        for proc in reversed(procs):
+            started.remove(proc)
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait(timeout=20)
+        clear(sessions)
+
+
+def affinity_summary(by):
+    """The affinity rows' lines under the table; by: {(name, live): row}."""
+    lines = []
+    for name in (AFFINITY_BUILTIN, AFFINITY_ENGINE):
+        r = by.get((name, 0))
+        if r:
+            lines.append(f"- {name}: {r['ratio']:.3f} × plain round robin over the same replicas "
+                         f"(target ≥ {AFFINITY_TARGET}), p99 {r['gap']['p99'] or 0:+.0f} µs vs plain, "
+                         f"{r['non2xx']:,} non-2xx answers")
+    return lines
+
+
 def main():
     if not os.path.exists(MODULE):
         sys.exit(f"{MODULE} is missing: run `make build`")
@@ -311,6 +435,10 @@ def main():
 
         print(f"module {MODULE} ({os.path.getsize(MODULE):,} bytes); wrk {DURATION}s, 1 thread, "
               f"{CONNECTIONS} connections; {WORKERS} nginx workers in front, 1 behind\n", flush=True)
+        if ONLY == "affinity":
+            affinity_rows(work, shm, measure)
+            print("\n" + "\n".join(affinity_summary({(r["name"], r["live"]): r for r in rows})))
+            return
         # warm-up, not measured: the first requests through a fresh worker
         # pay once for what every later one finds ready (pages of the module
         # and of nginx touched for the first time, lazily made tables)
@@ -361,6 +489,9 @@ def main():
                 measure("module, 1 MiB JSON body, valid session + injection", base + "/inject", big_sess_lua,
                         live, plain_script=big_sess_lua)
             clear(sessions)
+
+        # session affinity (issue 17): each row against plain round robin over the same replicas
+        affinity_rows(work, shm, measure)
 
         # the Python library, same requests
         app_dir = os.path.join(work, "app")
@@ -470,6 +601,7 @@ def report(rows, notes, py_rows):
                              f"{one['gap']['p99'] or 0:+.0f} µs with 1 connection "
                              f"(p50 {one['gap']['p50'] or 0:+.0f} µs)")
                 summary.append(line)
+    summary += affinity_summary(by)
     aa = by.get(("plain proxy_pass (baseline, against itself)", 0))
     if aa:
         summary.append(f"- plain proxy_pass against itself, the measurement's own noise ({PAIRS} pairs): "
