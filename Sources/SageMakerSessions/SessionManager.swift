@@ -59,7 +59,7 @@ public struct SessionManager {
         do {
             return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now)
         } catch {
-            return .answer(error.answer)
+            return .answer(error.answerWithOutcome)
         }
     }
 
@@ -104,7 +104,8 @@ public struct SessionManager {
                       body: Text.concat("Session ", created.id, " created"),
                       log: created.remadeRoot
                           ? (.warn, "sessions directory \"\(store.root)\" was missing: made again; session \(created.id) created")
-                          : (.info, Text.concat("session ", created.id, " created, expires ", expires)))
+                          : (.info, Text.concat("session ", created.id, " created, expires ", expires)),
+                      outcome: .createdBuiltin)
     }
 
     func close(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> Answer {
@@ -123,7 +124,8 @@ public struct SessionManager {
         case .closed:
             return Answer(status: 200, contentType: Answer.text,
                           header: (Answer.closedSessionIDHeader, id),
-                          body: "Session \(id) closed", log: (.info, "session \(id) closed"))
+                          body: "Session \(id) closed", log: (.info, "session \(id) closed"),
+                          outcome: .closedBuiltin)
         }
     }
 
@@ -193,24 +195,24 @@ public struct SessionManager {
     /// The answer to the client once the engine has answered a session
     /// subrequest.
     public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse) -> Decision {
-        guard response.complete else { return .answer(SessionError.engineUnreadable.answer) }
+        guard response.complete else { return .answer(SessionError.engineUnreadable.answerWithOutcome) }
         guard response.status == 200 else { return .relay }
         switch call {
         case .create:
             guard let handler = createHandler, let id = response.sessionID(at: handler.responsePath) else {
-                return .answer(SessionError.engineSessionIDMissing.answer)
+                return .answer(SessionError.engineSessionIDMissing.answerWithOutcome)
             }
-            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answer) }
+            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answerWithOutcome) }
             return .answer(Answer(status: 200, contentType: Answer.text,
                                   header: (Answer.newSessionIDHeader, id),
                                   body: "Successfully created session: \(id)",
-                                  log: (.info, "engine created session \(id)")))
+                                  log: (.info, "engine created session \(id)"), outcome: .createdEngine))
         case .close:
             let id = String(decoding: sessionID ?? [], as: UTF8.self)
             return .answer(Answer(status: 200, contentType: Answer.text,
                                   header: (Answer.closedSessionIDHeader, id),
                                   body: "Successfully closed session: \(id)",
-                                  log: (.info, "engine closed session \(id)")))
+                                  log: (.info, "engine closed session \(id)"), outcome: .closedEngine))
         }
     }
 }
