@@ -180,6 +180,11 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
 
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
+    ctx->outcome = d.outcome;
+    ctx->session_id.data = (u_char *) d.session_id.data;
+    ctx->session_id.len = d.session_id.len;
+
     switch (d.action) {
 
     case SMS_CALL_CREATE:

@@ -251,8 +251,11 @@ def temp_paths(directory):
             f"scgi_temp_path {directory}/scgi;"]
 
 
+# the nginx Development Kit, which set_sagemaker_session_value needs, loaded first
+NDK_MODULE = "/usr/lib/nginx/modules/ndk_http_module.so"
+
 CONF = """\
-load_module {module};
+{ndk}load_module {module};
 worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
@@ -294,7 +297,7 @@ class Nginx:
 
     def __init__(self, engine_port, http="", location="sagemaker_session_manager;",
                  workers=1, env=None, main="", sessions=True, directory=None, listen="",
-                 server=""):
+                 server="", ndk=False):
         self.dir = directory or workdir()
         self.port = free_port()
         self.sessions_path = os.path.join(self.dir, "sessions")
@@ -307,6 +310,7 @@ class Nginx:
         with open(self.conf, "w") as f:
             f.write(CONF.format(
                 module=MODULE, workers=workers, dir=self.dir, main_extra=main,
+                ndk=f"load_module {NDK_MODULE};\n" if ndk else "",
                 temp_paths=indented(temp_paths(self.dir), 4),
                 http_extra="\n".join("    " + l for l in http_lines if l),
                 engine_port=engine_port, port=self.port, listen=listen and " " + listen,
