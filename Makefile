@@ -2,7 +2,8 @@
 #
 #   make          build build/ngx_http_sagemaker_sessions_module.so
 #   make run      start nginx with the module in front of a demo engine
-#   make test     Swift unit tests, then integration tests against real nginx
+#   make test     Swift unit tests, integration tests against real nginx, then
+#                 the Debian package built and checked (make packaging)
 #   make asan     the integration tests against the module built with
 #                 AddressSanitizer: no memory error, no leak (see README)
 #   make bench    the module's cost per request, against plain nginx and the
@@ -12,6 +13,11 @@
 #                 (writes Tests/load/results.md)
 #   make fuzz     libFuzzer targets (Tests/Fuzz), 10 million executions each
 #                 with ASan and leak detection: no crash, hang, leak or wrong answer
+#   make deb      build/libnginx-mod-http-sagemaker-sessions_<VERSION>_amd64.deb,
+#                 built by Debian's tooling (debian/, dh_nginx), checked by lintian
+#   make install  the module, its load_module snippet and the modules-enabled
+#                 link, in Debian's layout; DESTDIR and the NGINX_* paths below
+#                 change where (make uninstall removes them)
 #
 # Every target installs the system packages it needs when they are missing.
 
@@ -28,12 +34,13 @@ PYTHON         ?= python3
 
 APT_PACKAGES   := nginx nginx-dev libnginx-mod-http-ndk libnginx-mod-http-ndk-dev \
                   libjansson-dev curl
+DEB_APT_PACKAGES := $(APT_PACKAGES) debhelper dpkg-dev fakeroot lintian
 PIP_PACKAGES   := pytest model-hosting-container-standards==0.1.16 prometheus_client
 
 SWIFT_SOURCES  := Package.swift $(shell find Sources CInterop -type f 2>/dev/null)
 SHIM_SOURCES   := VERSION $(wildcard nginx/config nginx/*.c nginx/*.h)
 
-.PHONY: all build deps apt-deps pip-deps bench-deps unit integration test run bench clean
+.PHONY: all build deps apt-deps deb-apt-deps pip-deps bench-deps unit integration packaging test run bench clean
 
 all: build
 
@@ -41,15 +48,23 @@ build: $(SO)
 
 deps: apt-deps pip-deps
 
-apt-deps:
+# $(call apt_install,PACKAGES): installs those that are missing, one update first
+define apt_install
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+apt-deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+deb-apt-deps:
+	$(call apt_install,$(DEB_APT_PACKAGES))
 
 pip-deps:
 	@$(PYTHON) -c "import pytest, model_hosting_container_standards, prometheus_client" 2>/dev/null || \
@@ -76,7 +91,7 @@ unit: | apt-deps
 integration: build pip-deps
 	$(PYTHON) -m pytest -q Tests/integration
 
-test: deps unit integration
+test: deps unit integration packaging
 
 run: build pip-deps
 	$(PYTHON) Tests/integration/demo.py
@@ -147,3 +162,75 @@ FUZZ_JOBS      ?= 2
 .PHONY: fuzz
 fuzz: | apt-deps
 	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) SWIFTC=$(SWIFT_BIN)/swiftc Tests/Fuzz/run.sh
+
+# --- Debian package ------------------------------------------------------------
+# `make deb`: dpkg-buildpackage -b on a copy of the tree in build/deb/, with
+# debian/changelog written from VERSION (the version's one place) and the
+# Swift library already built here passed in (debian/rules builds it only
+# when it is not given). The nginx_mod build system of dh_nginx configures in
+# /usr/share/nginx/src, which writes a Makefile there: it runs in a mount
+# namespace of its own where that directory is a writable copy, so the
+# machine's nginx-dev is left as it was, as in a build chroot. The .so and
+# build/nginx of `make build` are not touched.
+DEB_NAME       := libnginx-mod-http-sagemaker-sessions
+DEB_VERSION    := $(shell cat VERSION)
+DEB            := $(BUILD)/$(DEB_NAME)_$(DEB_VERSION)_amd64.deb
+DEB_WORK       := $(BUILD)/deb
+DEB_TREE       := $(DEB_WORK)/$(DEB_NAME)-$(DEB_VERSION)
+DEB_MAINTAINER := $(shell sed -n 's/^Maintainer: //p' debian/control)
+DEB_SOURCES    := $(shell find debian -type f) README.md docs/reference.md nginx/example.conf nginx/sglang.conf
+
+.PHONY: deb lintian
+deb: $(DEB)
+
+$(DEB): $(SWIFT_LIB) $(SHIM_SOURCES) $(DEB_SOURCES) | deb-apt-deps
+	rm -rf $(DEB_WORK) && mkdir -p $(DEB_TREE)
+	cp -r debian nginx CInterop Sources Package.swift VERSION README.md docs $(DEB_TREE)/
+	rm -f $(DEB_TREE)/debian/changelog
+	{ echo "$(DEB_NAME) ($(DEB_VERSION)) bookworm; urgency=medium"; echo; \
+	  echo "  * Version $(DEB_VERSION) of the SageMaker stateful sessions module."; echo; \
+	  echo " -- $(DEB_MAINTAINER)  $$(git log -1 --format=%aD -- VERSION 2>/dev/null | grep . || date -R)"; \
+	} > $(DEB_TREE)/debian/changelog
+	cd $(DEB_TREE) && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
+	    unshare --mount --propagation private sh -ec ' \
+	        cp -a /usr/share/nginx/src $(DEB_WORK)/nginx-src; \
+	        mount --bind $(DEB_WORK)/nginx-src /usr/share/nginx/src; \
+	        dpkg-buildpackage -b -us -uc' > $(DEB_WORK)/build.log 2>&1 \
+	    || { tail -40 $(DEB_WORK)/build.log; echo "error: dpkg-buildpackage failed, see $(DEB_WORK)/build.log" >&2; exit 1; }
+	cp $(DEB_WORK)/$(notdir $(DEB)) $@.tmp && mv -f $@.tmp $@
+	dpkg-deb --info $@
+	lintian --fail-on error --info $@
+
+lintian: $(DEB)
+	lintian --fail-on error --info $<
+
+# `make packaging`: the package built and checked (Tests/packaging)
+packaging: deb pip-deps
+	$(PYTHON) -m pytest -q Tests/packaging
+
+# --- make install --------------------------------------------------------------
+# Debian's layout by default; for another nginx set the paths, e.g.
+#   make install NGINX_MODULES_PATH=/etc/nginx/modules NGINX_MODULES_AVAILABLE=/etc/nginx/modules-available
+# NGINX_MODULES_ENABLED= (empty) installs no link: include the snippet yourself.
+# The snippet names the module by its absolute path, so it works whatever
+# nginx's prefix is.
+NGINX_MODULES_PATH      ?= /usr/lib/nginx/modules
+NGINX_MODULES_AVAILABLE ?= /usr/share/nginx/modules-available
+NGINX_MODULES_ENABLED   ?= /etc/nginx/modules-enabled
+SNIPPET                 := mod-http-sagemaker-sessions.conf
+SNIPPET_PRIORITY        := 60
+
+.PHONY: install uninstall
+install: build
+	install -d $(DESTDIR)$(NGINX_MODULES_PATH) $(DESTDIR)$(NGINX_MODULES_AVAILABLE)
+	install -m 644 $(SO) $(DESTDIR)$(NGINX_MODULES_PATH)/$(MODULE).so
+	echo "load_module $(NGINX_MODULES_PATH)/$(MODULE).so;" > $(DESTDIR)$(NGINX_MODULES_AVAILABLE)/$(SNIPPET)
+	chmod 644 $(DESTDIR)$(NGINX_MODULES_AVAILABLE)/$(SNIPPET)
+	if [ -n "$(NGINX_MODULES_ENABLED)" ]; then \
+	    install -d $(DESTDIR)$(NGINX_MODULES_ENABLED) && \
+	    ln -sfn $(NGINX_MODULES_AVAILABLE)/$(SNIPPET) $(DESTDIR)$(NGINX_MODULES_ENABLED)/$(SNIPPET_PRIORITY)-$(SNIPPET); \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(NGINX_MODULES_PATH)/$(MODULE).so $(DESTDIR)$(NGINX_MODULES_AVAILABLE)/$(SNIPPET)
+	if [ -n "$(NGINX_MODULES_ENABLED)" ]; then rm -f $(DESTDIR)$(NGINX_MODULES_ENABLED)/$(SNIPPET_PRIORITY)-$(SNIPPET); fi

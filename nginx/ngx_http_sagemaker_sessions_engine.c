@@ -213,13 +213,16 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
     ngx_uint_t                                i, n;
     ngx_list_part_t                          *part;
     ngx_table_elt_t                          *h;
+    sms_str_t                                 home;
     sms_header_t                             *headers;
     sms_request_t                             req;
     sms_decision_t                            d;
     ngx_http_request_t                       *sr;
     sms_engine_response_t                     resp;
     ngx_http_sagemaker_sessions_loc_conf_t   *slcf;
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sagemaker_sessions_module);
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
     sr = ctx->subrequest;
 
@@ -286,7 +289,14 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
     ngx_http_sagemaker_sessions_request(r, &req);
     ngx_memzero(&d, sizeof(sms_decision_t));
 
-    if (sms_engine_answer(slcf->location, (int) ctx->call, &req, &resp,
+    /* the replica that answered a create through an affinity upstream */
+    home.data = ctx->home.data;
+    home.len = ctx->home.len;
+
+    if (sms_engine_answer(smcf->store, slcf->location, (int) ctx->call, &req,
+                          &resp,
+                          (ctx->call == SMS_CALL_CREATE && home.len)
+                          ? &home : NULL,
                           ngx_http_sagemaker_sessions_alloc, r->pool, &d)
         != 0)
     {

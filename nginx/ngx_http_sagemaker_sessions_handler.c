@@ -185,6 +185,15 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
     ctx->session_id.data = (u_char *) d.session_id.data;
     ctx->session_id.len = d.session_id.len;
 
+    if (d.route != SMS_ROUTE_NONE) {
+        /* for the balancer of an upstream with session affinity */
+        ctx->route = d.route;
+        ctx->session.data = (u_char *) req.session_id.data;
+        ctx->session.len = req.session_id.len;
+        ctx->home.data = (u_char *) d.home.data;
+        ctx->home.len = d.home.len;
+    }
+
     switch (d.action) {
 
     case SMS_CALL_CREATE:

@@ -19,6 +19,7 @@
 static void *ngx_http_sagemaker_sessions_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf,
     void *conf);
+static void *ngx_http_sagemaker_sessions_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_sagemaker_sessions_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_sagemaker_sessions_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -122,6 +123,13 @@ static ngx_command_t  ngx_http_sagemaker_sessions_commands[] = {
       offsetof(ngx_http_sagemaker_sessions_loc_conf_t, close_defaults),
       NULL },
 
+    { ngx_string("sagemaker_session_affinity"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
+      ngx_http_sagemaker_session_affinity,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("sagemaker_sessions_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_sagemaker_sessions_status,
@@ -148,7 +156,7 @@ static ngx_http_module_t  ngx_http_sagemaker_sessions_module_ctx = {
     ngx_http_sagemaker_sessions_create_main_conf, /* create main conf */
     ngx_http_sagemaker_sessions_init_main_conf,   /* init main conf */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_sagemaker_sessions_create_srv_conf, /* create server conf */
     NULL,                                  /* merge server configuration */
 
     ngx_http_sagemaker_sessions_create_loc_conf,  /* create location conf */
@@ -240,6 +248,19 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     smcf->max = (ngx_int_t) res->max;
     smcf->store = res->store;
 
+    if (smcf->affinity_zone) {
+        if (smcf->store == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sagemaker_session_affinity needs "
+                               "\"sagemaker_sessions on\" (or "
+                               "SAGEMAKER_ENABLE_STATEFUL_SESSIONS=true): "
+                               "sessions' homes are kept with the sessions");
+            return NGX_CONF_ERROR;
+        }
+
+        sms_store_affinity(smcf->store);
+    }
+
     path.data = (u_char *) res->path;
     path.len = ngx_strlen(res->path);
 
@@ -286,6 +307,31 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* an upstream block's: sagemaker_session_affinity */
+
+static void *
+ngx_http_sagemaker_sessions_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_sagemaker_sessions_srv_conf_t  *sscf;
+
+    sscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sagemaker_sessions_srv_conf_t));
+    if (sscf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     sscf->affinity = 0;
+     *     sscf->upstream = NULL;
+     *     sscf->main = NULL;
+     *     sscf->shm = NULL;
+     */
+
+    return sscf;
 }
 
 
@@ -632,6 +678,10 @@ ngx_http_sagemaker_sessions_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_sagemaker_sessions_handler;
+
+    if (ngx_http_sagemaker_sessions_affinity_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_sagemaker_sessions_engine_init(cf);
 }

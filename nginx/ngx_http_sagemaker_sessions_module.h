@@ -16,6 +16,12 @@
 
 
 
+typedef struct ngx_http_sagemaker_sessions_shm_s
+    ngx_http_sagemaker_sessions_shm_t;
+typedef struct ngx_http_sagemaker_sessions_ups_s
+    ngx_http_sagemaker_sessions_ups_t;
+
+
 typedef struct {
     ngx_flag_t                 enable;
     ngx_str_t                  path;
@@ -30,9 +36,23 @@ typedef struct {
     void                      *create_defaults;
     void                      *close_defaults;
 
+    /* session affinity: the upstreams that have it, and their shared memory */
+    ngx_shm_zone_t            *affinity_zone;
+    ngx_array_t                affinity_upstreams;
+    ngx_http_sagemaker_sessions_shm_t  *shm;
+
     /* the status page's counters, shared by the workers (_status.c) */
     ngx_shm_zone_t            *status_zone;
 } ngx_http_sagemaker_sessions_main_conf_t;
+
+
+/* an upstream block's */
+typedef struct {
+    ngx_flag_t                 affinity;
+    ngx_http_upstream_srv_conf_t             *upstream;
+    ngx_http_sagemaker_sessions_main_conf_t  *main;
+    ngx_http_sagemaker_sessions_ups_t        *shm;
+} ngx_http_sagemaker_sessions_srv_conf_t;
 
 
 
@@ -68,16 +88,23 @@ typedef struct {
     size_t                     captured;
     size_t                     capacity;
 
+    /* session affinity: where the session goes (SMS_ROUTE_*), its id */
+    ngx_uint_t                 route;
+    ngx_str_t                  session;
+    ngx_str_t                  home;         /* empty: none yet */
+    ngx_http_sagemaker_sessions_ups_t  *ups;
+    ngx_str_t                  answer;       /* the 503 for its home */
+
     unsigned                   done:1;
     unsigned                   last:1;       /* the whole body went by */
     unsigned                   overflow:1;   /* more than capacity */
+    unsigned                   unavailable:1;  /* its home did not answer */
+    unsigned                   answered:1;
 
     /* for the variables (_variables.c), as the core decided */
     ngx_int_t                  outcome;
     ngx_str_t                  session_id;
     int64_t                    engine_started;   /* us, monotonic */
-
-    ngx_str_t                  home;         /* session affinity's replica */
 } ngx_http_sagemaker_sessions_ctx_t;
 
 
@@ -114,6 +141,14 @@ ngx_int_t ngx_http_sagemaker_sessions_call_engine(
 ngx_int_t ngx_http_sagemaker_sessions_engine_answer(
     ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx);
 ngx_int_t ngx_http_sagemaker_sessions_engine_init(ngx_conf_t *cf);
+
+/* session affinity: the upstream balancer (_upstream.c) */
+
+char *ngx_http_sagemaker_session_affinity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_sagemaker_sessions_init_affinity(ngx_cycle_t *cycle,
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
+ngx_int_t ngx_http_sagemaker_sessions_affinity_filter_init(ngx_conf_t *cf);
 
 /* the store in each worker (_store.c) */
 

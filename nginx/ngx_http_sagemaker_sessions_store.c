@@ -89,6 +89,10 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
 
     sms_store_worker_init(smcf->store);
 
+    if (ngx_http_sagemaker_sessions_init_affinity(cycle, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     smcf->turn.handler = ngx_http_sagemaker_sessions_turn_handler;
     smcf->turn.data = smcf;
     smcf->turn.log = cycle->log;

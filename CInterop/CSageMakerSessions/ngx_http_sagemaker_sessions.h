@@ -101,9 +101,29 @@ typedef struct {
     size_t                    npieces;
     int                       log_level;
     sms_str_t                 log_message;
+    int                       route;             /* SMS_ROUTE_* */
+    sms_str_t                 home;              /* len 0: none yet */
     int                       outcome;           /* $sagemaker_session_outcome */
     sms_str_t                 session_id;        /* $sagemaker_session_id */
 } sms_decision_t;
+
+
+/* where an upstream with sagemaker_session_affinity sends a request */
+#define SMS_ROUTE_NONE        0   /* no known session: nginx balances it */
+#define SMS_ROUTE_BUILTIN     1   /* its home, or a live replica as new home */
+#define SMS_ROUTE_ENGINE      2   /* its home, only */
+
+
+/* told of every session a home gains (+1) or loses (-1) */
+typedef void (*sms_home_counter_pt)(void *data, const unsigned char *name,
+    size_t len, int64_t delta);
+
+/* a replica as the choice of a new session's home sees it */
+typedef struct {
+    int64_t                   sessions;
+    int64_t                   weight;
+    int                       usable;
+} sms_replica_t;
 
 
 /* kinds of paths in directives */
@@ -153,10 +173,39 @@ void sms_store_end_turn(void *store);
 int sms_decide(void *store, void *location, const sms_request_t *req,
     sms_alloc_pt alloc, void *pool, sms_decision_t *out);
 
-/* call: SMS_CALL_CREATE or SMS_CALL_CLOSE, as sms_decide() asked */
-int sms_engine_answer(void *location, int call, const sms_request_t *req,
-    const sms_engine_response_t *resp, sms_alloc_pt alloc, void *pool,
-    sms_decision_t *out);
+/* call: SMS_CALL_CREATE or SMS_CALL_CLOSE, as sms_decide() asked; home:
+ * the replica that answered a create through an affinity upstream, or NULL */
+int sms_engine_answer(void *store, void *location, int call,
+    const sms_request_t *req,
+    const sms_engine_response_t *resp, const sms_str_t *home,
+    sms_alloc_pt alloc, void *pool, sms_decision_t *out);
+
+
+/*
+ * Session affinity. Configuration time: sms_store_affinity() where an
+ * upstream has sagemaker_session_affinity; sms_store_count_homes() tells
+ * counter how many sessions each home has on disk (a fresh start).
+ * Worker start: sms_store_set_counter().
+ */
+
+void sms_store_affinity(void *store);
+void sms_store_count_homes(void *store, sms_home_counter_pt counter,
+    void *data);
+void sms_store_set_counter(void *store, sms_home_counter_pt counter,
+    void *data);
+
+/* index of the replica a session without a home goes to, -1 if none */
+int sms_affinity_pick(const sms_replica_t *replicas, size_t n, uint64_t turn);
+
+/* gives session id the home nginx chose (previous NULL: its first; else
+ * the unavailable home it replaces); out: the home now in effect, kept by
+ * the store. Returns -1 when the session is gone or cannot have one. */
+int sms_session_home(void *store, const sms_str_t *id, const sms_str_t *home,
+    const sms_str_t *previous, sms_str_t *out);
+
+/* the answer when an engine session's home cannot be reached */
+int sms_home_unavailable(const sms_str_t *id, const sms_str_t *home,
+    sms_alloc_pt alloc, void *pool, sms_decision_t *out);
 
 
 /* one bounded step of the expiry sweep; returns ms until the next step */

@@ -107,6 +107,11 @@ final class ExpirySweep {
             }
         } else if name.hasPrefix(SessionStore.removingPrefix) {
             try? FileSystem.removeTree(store.root + "/" + name)
+        } else if store.affinity, EngineSessionName(entryName: name) != nil {
+            // an engine session recorded for its home: only once expired
+            if let expiresAt = try? store.expiration(of: name), now > expiresAt {
+                store.retire(name)
+            }
         }
     }
 

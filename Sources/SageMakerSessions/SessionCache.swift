@@ -15,23 +15,18 @@ import Glibc
 /// made is read in a later turn, and sees it.
 ///
 /// Bounded: at most `capacity` sessions (and inotify watches) per worker.
-final class SessionCache {
+final class SessionCache<Key: CacheKey> {
     let capacity: Int
     private let root: String
     private var fd: Int32 = -1
     private var rootWatch: Int32 = -1
-    private var entries: [SessionKey: (expiresAt: Double, watch: Int32)] = [:]
-    private var watched: [Int32: SessionKey] = [:]
-    private var order: [SessionKey] = []
+    private var entries: [Key: (cached: Cached, watch: Int32)] = [:]
+    private var watched: [Int32: Key] = [:]
+    private var order: [Key] = []
     private var next = 0
     private var buffer = [UInt8](repeating: 0, count: 4096)
     private(set) var perTurn = false
     private var drainedThisTurn = false
-
-    static let sessionEvents = UInt32(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE
-        | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
-    static let rootEvents = UInt32(IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF
-        | IN_ONLYDIR | IN_DONT_FOLLOW)
 
     init(root: String, capacity: Int = 4096) {
         self.root = root
@@ -55,16 +50,22 @@ final class SessionCache {
 
     private func watchRoot() {
         guard fd >= 0 else { return }
-        rootWatch = inotify_add_watch(fd, root, SessionCache.rootEvents)
+        rootWatch = inotify_add_watch(fd, root, InotifyEvents.root)
     }
 
-    /// The cached expiry of `id`, after every change so far has been applied.
-    func expiration(of id: SessionKey) -> Double? {
+    /// What is cached of `id`, after every change so far has been applied.
+    func entry(of id: Key) -> Cached? {
         if !drainedThisTurn {
             drain()
             drainedThisTurn = perTurn
         }
-        return entries[id]?.expiresAt
+        return entries[id]?.cached
+    }
+
+    /// A home this worker gave the session itself: the change it made on
+    /// disk is applied at the next drain too, which forgets the entry.
+    func update(_ id: Key, home: Home?) {
+        entries[id]?.cached.home = home
     }
 
     /// The next answer from the cache drains the queue again.
@@ -76,14 +77,14 @@ final class SessionCache {
     /// made after the read is seen, one made before is read. `id` must be
     /// canonical, as the caller checked before building `directory`: a key
     /// that is found is trusted without another check.
-    func remember(_ id: SessionKey, directory: String, read: () throws(SystemError) -> Double?) throws(SystemError) -> Double? {
+    func remember(_ id: Key, directory: String, read: () throws(SystemError) -> Cached?) throws(SystemError) -> Cached? {
         guard isOn else { return try read() }
-        let watch = inotify_add_watch(fd, directory, SessionCache.sessionEvents)
+        let watch = inotify_add_watch(fd, directory, InotifyEvents.session)
         guard watch >= 0 else {
             if errno == ENOENT || errno == ENOTDIR { return nil }
             return try read()  // out of watches: still correct, just not cached
         }
-        let value: Double?
+        let value: Cached?
         do {
             value = try read()
         } catch {
@@ -101,15 +102,15 @@ final class SessionCache {
         return value
     }
 
-    func forget(_ id: SessionKey) {
+    func forget(_ id: Key) {
         guard let entry = entries.removeValue(forKey: id) else { return }
         watched[entry.watch] = nil
         inotify_rm_watch(fd, entry.watch)
     }
 
-    private func insert(_ id: SessionKey, _ expiresAt: Double, _ watch: Int32) {
+    private func insert(_ id: Key, _ cached: Cached, _ watch: Int32) {
         if entries.count >= capacity { evictOne() }
-        entries[id] = (expiresAt, watch)
+        entries[id] = (cached, watch)
         watched[watch] = id
         if order.count < capacity {
             order.append(id)
@@ -164,17 +165,44 @@ final class SessionCache {
                 if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
                     clear()
                     rootWatch = -1
-                } else if let id = SessionKey(name) {
+                } else if let id = Key(entryName: name) {
                     forget(id)
                 }
             } else if let id = watched[wd] {
                 if mask & UInt32(IN_IGNORED) != 0 {
                     entries[id] = nil
                     watched[wd] = nil
-                } else if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 || name == SessionStore.expirationFile {
+                } else if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 || name == SessionStore.expirationFile
+                            || name == SessionStore.homeFile {
                     forget(id)
                 }
             }
         }
     }
+}
+
+/// What a worker keeps of a session it has read.
+struct Cached: Equatable {
+    let expiresAt: Double
+    /// Read only where session affinity is configured.
+    var home: Home?
+}
+
+/// What a cache is keyed by: made from the name of an entry of the sessions
+/// directory, nil for an entry that is no such session.
+protocol CacheKey: Hashable {
+    init?(entryName: String)
+}
+
+extension SessionKey: CacheKey {
+    init?(entryName: String) { self.init(entryName) }
+}
+
+/// What a cache watches: in a session's directory, any change to it or its
+/// files; in the sessions directory, entries going away.
+enum InotifyEvents {
+    static let session = UInt32(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE
+        | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
+    static let root = UInt32(IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF
+        | IN_ONLYDIR | IN_DONT_FOLLOW)
 }

@@ -17,6 +17,8 @@ public enum SessionError: Error, Equatable {
     case engineSessionIDUnsafe(String)
     case engineUnreadable
     case outOfMemory
+    /// An engine session's home replica cannot be reached: no other holds it.
+    case homeUnavailable(id: String, home: String)
 
     public var answer: Answer {
         switch self {
@@ -68,6 +70,9 @@ public enum SessionError: Error, Equatable {
                           log: (.error, "the engine's response to a session request could not be read whole: larger than subrequest_output_buffer_size, or cut short"))
         case .outOfMemory:
             return .error(500, "Internal Server Error", log: (.error, "out of memory"))
+        case .homeUnavailable(let id, let home):
+            return .error(503, "Session \(id) is held by engine replica \(home), which is unavailable",
+                          log: (.warn, "session \(id): its engine replica \(home) is unavailable"))
         }
     }
 }

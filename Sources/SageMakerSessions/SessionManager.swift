@@ -7,14 +7,35 @@ public enum Decision {
     case passWithBody([JSONSplice.Piece])
     case answer(Answer)
     /// Hand the session request to the engine: a POST of this body to the
-    /// handler's URI, whose answer comes back to `answer(_:sessionID:response:)`.
-    case callEngine(EngineCall, body: JSON)
+    /// handler's URI, whose answer comes back to `answer(_:sessionID:response:)`;
+    /// a CLOSE of a session with a home, to its home.
+    case callEngine(EngineCall, body: JSON, route: Route?)
+    /// Pass on a request of a session with session affinity: to its home,
+    /// or to the one nginx picks for it; with a new body when the session
+    /// id is written into it.
+    case passSession(Route, body: [JSONSplice.Piece]?)
     /// Give the client the engine's answer as it is.
     case relay
 }
 
 public enum EngineCall: Equatable {
     case create, close
+}
+
+/// Where an upstream with `sagemaker_session_affinity` sends a request of
+/// a known session.
+public struct Route: Equatable {
+    public enum Kind: Equatable {
+        /// Built-in: to its home while it is available, else to another
+        /// replica, which becomes its home (only a cache is lost).
+        case builtin
+        /// Owned by the engine: to its home, only (the engine holds its state).
+        case engine
+    }
+
+    public let kind: Kind
+    /// nil: a built-in session's first request, for nginx to give it one.
+    public let home: Home?
 }
 
 public struct SessionManager {
@@ -77,12 +98,13 @@ public struct SessionManager {
         case .newSession:
             if let handler = createHandler {
                 guard let body = handler.defaults.body() else { throw .outOfMemory }
-                return .callEngine(.create, body: body)
+                return .callEngine(.create, body: body, route: nil)
             }
             return .answer(try create(now: now))
         case .close:
             if let handler = closeHandler {
-                return .callEngine(.close, body: try closeBody(handler, sessionID))
+                let route = try engineRoute(sessionID, now: now)
+                return .callEngine(.close, body: try closeBody(handler, sessionID), route: route)
             }
             return .answer(try close(sessionID, now: now))
         case .invocation(let parsed):
@@ -133,9 +155,11 @@ public struct SessionManager {
         guard let raw = sessionID else { return .pass }
         if engineOwnsSessions {
             if raw.isEmpty { return .pass }
-            guard let path = injectPath else { return .pass }
+            let route = try engineRoute(raw, now: now)
+            guard let path = injectPath else { return route.map { .passSession($0, body: nil) } ?? .pass }
             _ = try text(raw)
-            return .passWithBody(try inject(raw, at: path, body: body, parsed: parsed))
+            let pieces = try inject(raw, at: path, body: body, parsed: parsed)
+            return route.map { .passSession($0, body: pieces) } ?? .passWithBody(pieces)
         }
         guard store != nil else { throw .disabled }
         if raw.isEmpty { return .pass }
@@ -146,13 +170,38 @@ public struct SessionManager {
         } catch {
             throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
         }
+        let home: Home?
         switch found {
         case .notFound: throw .notFound(String(decoding: raw, as: UTF8.self))
         case .expired: throw .expired(String(decoding: raw, as: UTF8.self))
-        case .valid: break
+        case .valid(_, let found): home = found
+        }
+        // borrowed where it lies, as above
+        if store?.affinity ?? false {
+            let route = Route(kind: .builtin, home: home)
+            guard let path = injectPath else { return .passSession(route, body: nil) }
+            return .passSession(route, body: try inject(raw, at: path, body: body, parsed: parsed))
         }
         guard let path = injectPath else { return .pass }
         return .passWithBody(try inject(raw, at: path, body: body, parsed: parsed))
+    }
+
+    /// Where a request of an engine's session goes: to its home when the
+    /// module recorded one (session affinity), else wherever nginx balances
+    /// it, and the engine decides. One recorded and expired is refused.
+    func engineRoute(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> Route? {
+        guard let raw = sessionID, !raw.isEmpty, store?.affinity ?? false else { return nil }
+        let found: SessionStore.Lookup
+        do {
+            found = try store?.lookup(engineSession: raw, now: now) ?? .notFound
+        } catch {
+            throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
+        }
+        switch found {
+        case .notFound: return nil
+        case .expired: throw .expired(String(decoding: raw, as: UTF8.self))
+        case .valid(_, let home): return home.map { Route(kind: .engine, home: $0) }
+        }
     }
 
     func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> [JSONSplice.Piece] {
@@ -193,8 +242,10 @@ public struct SessionManager {
     }
 
     /// The answer to the client once the engine has answered a session
-    /// subrequest.
-    public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse) -> Decision {
+    /// subrequest. `home`: the replica that answered a create, where the
+    /// upstream has session affinity.
+    public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse, home: Home? = nil,
+                       now: Double = WallClock.now()) -> Decision {
         guard response.complete else { return .answer(SessionError.engineUnreadable.answerWithOutcome) }
         guard response.status == 200 else { return .relay }
         switch call {
@@ -203,16 +254,55 @@ public struct SessionManager {
                 return .answer(SessionError.engineSessionIDMissing.answerWithOutcome)
             }
             guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answerWithOutcome) }
+            if let home, let store, store.affinity {
+                return .answer(recorded(id, home: home, in: store, now: now))
+            }
             return .answer(Answer(status: 200, contentType: Answer.text,
                                   header: (Answer.newSessionIDHeader, id),
                                   body: "Successfully created session: \(id)",
                                   log: (.info, "engine created session \(id)"), outcome: .createdEngine))
         case .close:
             let id = String(decoding: sessionID ?? [], as: UTF8.self)
+            if store?.affinity ?? false {
+                (sessionID ?? []).withUnsafeBytes { store?.forget(engineSession: $0) }
+            }
             return .answer(Answer(status: 200, contentType: Answer.text,
                                   header: (Answer.closedSessionIDHeader, id),
                                   body: "Successfully closed session: \(id)",
                                   log: (.info, "engine closed session \(id)"), outcome: .closedEngine))
         }
+    }
+}
+
+extension SessionManager {
+    /// An engine's new session kept with its home and this store's lifetime,
+    /// announced with `Expires=` as a built-in one is. The engine has the
+    /// session whatever happens here: one that cannot be kept is still
+    /// given to the client, and is balanced as an unknown session.
+    func recorded(_ id: String, home: Home, in store: SessionStore, now: Double) -> Answer {
+        let homeName = home.text
+        var failure: SystemError?
+        let created = Array(id.utf8).withUnsafeBytes { bytes -> SessionStore.Created? in
+            do throws(SystemError) {
+                return try store.record(engineSession: bytes, home: home, now: now)
+            } catch {
+                failure = error
+                return nil
+            }
+        }
+        guard let created else {
+            let why = failure.map { "cannot be kept: \($0)" } ?? "is not a name the module can keep"
+            return Answer(status: 200, contentType: Answer.text, header: (Answer.newSessionIDHeader, id),
+                          body: "Successfully created session: \(id)",
+                          log: (failure == nil ? .warn : .error,
+                                "engine created session \(id) on \(homeName); the id \(why), so its requests are not sent to its home"),
+                          outcome: .createdEngine)
+        }
+        let expires = UTCTimestamp.format(unixSeconds: created.expiresAt)
+        return Answer(status: 200, contentType: Answer.text,
+                      header: (Answer.newSessionIDHeader, Text.concat(id, "; Expires=", expires)),
+                      body: "Successfully created session: \(id)",
+                      log: (.info, Text.concat("engine created session ", id, " on ", homeName, ", expires ", expires)),
+                      outcome: .createdEngine)
     }
 }

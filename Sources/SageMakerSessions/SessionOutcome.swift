@@ -63,7 +63,7 @@ public enum SessionOutcome: Int32, CaseIterable {
     public static func of(_ decision: Decision, header: UnsafeRawBufferPointer?,
                           engineOwnsSessions: Bool) -> SessionOutcome {
         switch decision {
-        case .pass, .passWithBody: return passing(header: header, engineOwnsSessions: engineOwnsSessions)
+        case .pass, .passWithBody, .passSession: return passing(header: header, engineOwnsSessions: engineOwnsSessions)
         case .answer(let answer): return answer.outcome
         case .callEngine: return .none
         case .relay: return .engineError
@@ -107,13 +107,13 @@ extension SessionError {
         case .closeFailed: return .storeErrorClose
         case .readFailed: return .storeErrorRead
         case .repeatedSessionHeader: return .repeatedHeader
-        case .engineSessionIDMissing, .engineSessionIDUnsafe, .engineUnreadable: return .engineError
+        case .engineSessionIDMissing, .engineSessionIDUnsafe, .engineUnreadable, .homeUnavailable: return .engineError
         case .outOfMemory: return .none  // not the session's doing
         }
     }
 
     /// The answer, carrying the outcome.
-    var answerWithOutcome: Answer {
+    public var answerWithOutcome: Answer {
         var answer = self.answer
         answer.outcome = outcome
         return answer

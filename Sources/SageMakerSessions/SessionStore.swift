@@ -12,13 +12,22 @@ public final class SessionStore {
     public let expiration: Int64
     public let maxSessions: Int64
     let sweep: ExpirySweep
-    let cache: SessionCache
+    let cache: SessionCache<SessionKey>
+    /// Engine sessions recorded for their home, by ids that are not UUIDs.
+    let engineCache: SessionCache<EngineSessionName>
     let sessionsDirectory: SessionsDirectory
+    /// The replicas sessions are homed on, and the tally of each one's sessions.
+    public let homes = Homes()
+    /// Some upstream has `sagemaker_session_affinity`: a session's home is
+    /// read with its expiry, and an engine session with a home is recorded.
+    public var affinity = false
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"
     /// The file that makes a directory a session, holding its expiry time.
     static let expirationFile = ".expiration_ts"
+    /// The file holding a session's home, the address of its replica.
+    static let homeFile = ".home"
 
     public convenience init(root: String, expiration: Int64, maxSessions: Int64 = Configuration.defaultMaxSessions) {
         self.init(root: root, expiration: expiration, maxSessions: maxSessions,
@@ -32,6 +41,7 @@ public final class SessionStore {
         self.maxSessions = maxSessions
         self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration), clock: sweepClock)
         self.cache = SessionCache(root: root)
+        self.engineCache = SessionCache(root: root)
         self.sessionsDirectory = SessionsDirectory(path: root)
     }
 
@@ -42,10 +52,12 @@ public final class SessionStore {
     /// and which directory the sessions directory's path names.
     public func startWorker(perTurn: Bool = false) {
         cache.start(perTurn: perTurn)
+        if affinity { engineCache.start(perTurn: perTurn) }
     }
 
     public func endTurn() {
         cache.endTurn()
+        engineCache.endTurn()
         sessionsDirectory.endTurn()
     }
 
@@ -58,7 +70,7 @@ public final class SessionStore {
     }
 
     public enum Lookup: Equatable {
-        case valid(expiresAt: Double)
+        case valid(expiresAt: Double, home: Home? = nil)
         case notFound
         case expired
     }
@@ -134,20 +146,153 @@ public final class SessionStore {
     /// Only canonical ids are cached: one that is found was checked when
     /// it was stored; any other is checked before its path is built.
     func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
-        var known = cache.expiration(of: key)
+        if cache.entry(of: key) == nil, !key.isCanonical { return .notFound }
+        return try lookup(key, in: cache, id(), now: now)
+    }
+
+    /// An engine's session, recorded when it got a home: by the UUID cache
+    /// for an id that is one, else by its name; an id never recorded (or
+    /// that cannot be) is not found.
+    public func lookup(engineSession id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+        if let key = SessionKey(id) { return try lookup(key, String(decoding: id, as: UTF8.self), now: now) }
+        guard let name = EngineSessionName(id) else { return .notFound }
+        return try lookup(name, in: engineCache, name.text, now: now)
+    }
+
+    /// `key` names an entry that may be read: canonical, or checked as a name.
+    private func lookup<Key>(_ key: Key, in cache: SessionCache<Key>, _ id: @autoclosure () -> String,
+                             now: Double) throws(SystemError) -> Lookup {
+        var known = cache.entry(of: key)
         if known == nil {
-            guard key.isCanonical else { return .notFound }
             let id = id()
-            known = try cache.remember(key, directory: directory(of: id)) { () throws(SystemError) -> Double? in
-                try self.expiration(of: id)
+            known = try cache.remember(key, directory: directory(of: id)) { () throws(SystemError) -> Cached? in
+                try self.read(id)
             }
         }
-        guard let expiresAt = known else { return .notFound }
-        if now > expiresAt {
+        guard let known else { return .notFound }
+        if now > known.expiresAt {
             retireExpired(id())
             return .expired
         }
-        return .valid(expiresAt: expiresAt)
+        return .valid(expiresAt: known.expiresAt, home: known.home)
+    }
+
+    /// A session's expiry and, with affinity, its home.
+    func read(_ id: String) throws(SystemError) -> Cached? {
+        guard let expiresAt = try expiration(of: id) else { return nil }
+        return Cached(expiresAt: expiresAt, home: affinity ? try home(of: id) : nil)
+    }
+
+    /// The home written in a session's `.home`; nil without one, or with
+    /// one that names no replica (empty, too long).
+    func home(of id: String) throws(SystemError) -> Home? {
+        do {
+            let (fd, prefix) = entries()
+            let bytes = try FileSystem.readSmallFile(prefix + id + "/" + SessionStore.homeFile, in: fd,
+                                                     limit: Homes.maxLength)
+            return bytes.withUnsafeBytes { homes.intern($0) }
+        } catch {
+            switch error.code {
+            case ENOENT, ENOTDIR, EFBIG, EISDIR, ELOOP: return nil
+            default: throw error
+            }
+        }
+    }
+
+    /// Gives a session the home nginx chose for it. Its first home
+    /// (`replacing` nil) may be given by two workers at once: the first
+    /// written wins, and is what this returns. A session's home replaced
+    /// because it was unavailable is `replacing`. nil when the session is
+    /// gone or cannot have a home.
+    public func setHome(_ id: UnsafeRawBufferPointer, to home: Home, replacing previous: Home?) -> Home? {
+        guard let name = EngineSessionName(id) else { return nil }
+        let (fd, prefix) = entries()
+        let file = prefix + name.text + "/" + SessionStore.homeFile
+        let written = prefix + name.text + "/" + removingName(for: SessionStore.homeFile)
+        do {
+            try FileSystem.createFile(written, in: fd, bytes: home.text)
+        } catch {
+            return nil
+        }
+        var given = home
+        if previous == nil {
+            if linkat(fd, written, fd, file, 0) != 0 {
+                let existing = errno == EEXIST ? try? self.home(of: name.text) : nil
+                unlinkat(fd, written, 0)
+                guard let existing else { return nil }
+                given = existing
+            } else {
+                unlinkat(fd, written, 0)
+                homes.count(home, 1)
+            }
+        } else {
+            guard renameat(fd, written, fd, file) == 0 else {
+                unlinkat(fd, written, 0)
+                return nil
+            }
+            homes.count(previous, -1)
+            homes.count(home, 1)
+        }
+        if let key = SessionKey(id) { cache.update(key, home: given) } else { engineCache.update(name, home: given) }
+        return given
+    }
+
+    /// Records a session the engine created on `home`, with this store's
+    /// lifetime, as a built-in one is kept: its home first, so that it is
+    /// never a session without one. An id the engine gave again replaces
+    /// what was recorded under it. nil for an id that cannot be a directory.
+    public func record(engineSession id: UnsafeRawBufferPointer, home: Home,
+                       now: Double = WallClock.now()) throws(SystemError) -> Created? {
+        guard let name = EngineSessionName(id) else { return nil }
+        let expiresAt = now + Double(expiration)
+        var (fd, prefix) = entries()
+        do {
+            try FileSystem.makeDirectory(prefix + name.text, in: fd)
+        } catch {
+            switch error.code {
+            case EEXIST: _ = try takeAway(name.text)
+            case ENOENT:
+                sessionsDirectory.letGo()
+                if !FileSystem.isDirectory(root) { try FileSystem.makeDirectories(root) }
+            default: throw error
+            }
+            (fd, prefix) = entries()
+            try FileSystem.makeDirectory(prefix + name.text, in: fd)
+        }
+        do {
+            try FileSystem.createFile(prefix + name.text + "/" + SessionStore.homeFile, in: fd,
+                                      bytes: home.text)
+            try FileSystem.createFile(prefix + name.text + "/" + SessionStore.expirationFile, in: fd,
+                                      bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
+        } catch {
+            try? FileSystem.removeTree(prefix + name.text, in: fd)
+            throw error
+        }
+        sessionsDirectory.added()
+        homes.count(home, 1)
+        return Created(id: name.text, expiresAt: expiresAt)
+    }
+
+    /// An engine session the engine closed: its record and home go too.
+    public func forget(engineSession id: UnsafeRawBufferPointer) {
+        guard let name = EngineSessionName(id) else { return }
+        retire(name.text)
+    }
+
+    /// How many sessions each home has, read from the files: the tally
+    /// nginx starts from when it starts (a reload keeps the one it has).
+    public func countHomes(_ each: (_ home: Home, _ sessions: Int64) -> Void) {
+        guard let dir = opendir(root) else { return }
+        defer { closedir(dir) }
+        var tally: [Home: Int64] = [:]
+        while let entry = readdir(dir) {
+            let name = FileSystem.entryName(entry)
+            guard EngineSessionName(entryName: name) != nil,
+                  (try? expiration(of: name)) != nil,
+                  let home = try? home(of: name) else { continue }
+            tally[home, default: 0] += 1
+        }
+        for (home, n) in tally { each(home, n) }
     }
 
     public enum Closed: Equatable {
@@ -195,11 +340,16 @@ public final class SessionStore {
 
     /// Takes a session out of sight, then removes its files; false when it
     /// was gone already. A failure to remove leaves a dot-entry that the
-    /// sweep finishes later.
+    /// sweep finishes later. Its home, if it has one, has one session less.
     private func takeAway(_ id: String) throws(SystemError) -> Bool {
-        if let key = SessionKey(id) { cache.forget(key) }
+        if let key = SessionKey(id) {
+            cache.forget(key)
+        } else if let name = EngineSessionName(entryName: id) {
+            engineCache.forget(name)
+        }
         let (fd, prefix) = entries()
-        let gone = prefix + removingName(for: id)
+        let goneName = removingName(for: id)
+        let gone = prefix + goneName
         do {
             try FileSystem.rename(prefix + id, gone, in: fd)
         } catch {
@@ -207,6 +357,10 @@ public final class SessionStore {
             throw error
         }
         sessionsDirectory.removed()
+        if affinity, let home = try? home(of: goneName) {
+            homes.count(home, -1)
+            _ = unlinkat(fd, gone + "/" + SessionStore.homeFile, 0)
+        }
         try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
         return true
     }

@@ -214,9 +214,10 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
 }
 
 @_cdecl("sms_engine_answer")
-public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int32,
+public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?, _ call: Int32,
                               _ request: UnsafePointer<sms_request_t>?,
                               _ response: UnsafePointer<sms_engine_response_t>?,
+                              _ home: UnsafePointer<sms_str_t>?,
                               _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
                               _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
     guard let request, let response, let alloc, let output else { return -1 }
@@ -226,9 +227,14 @@ public func sms_engine_answer(_ location: UnsafeMutableRawPointer?, _ call: Int3
         for i in 0..<e.nheaders { headers.append((string(list[i].name), string(list[i].value))) }
     }
     let captured = EngineResponse(complete: e.complete != 0, status: Int(e.status), headers: headers, body: bytes(e.body))
-    let configured = object(location, as: Location.self)?.configured ?? SessionManager(store: nil, injectPath: nil)
-    let decision = configured.answer(call == SMS_CALL_CLOSE ? .close : .create,
-                                     sessionID: header(request.pointee).map { Array($0) }, response: captured)
+    let sessions = object(store, as: SessionStore.self)
+    let manager = object(location, as: Location.self)?.configured ?? SessionManager(store: nil, injectPath: nil)
+    let answering = SessionManager(store: sessions, injectPath: manager.injectPath,
+                                   createHandler: manager.createHandler, closeHandler: manager.closeHandler)
+    let replica = home.flatMap { $0.pointee.data == nil ? nil : sessions?.homes.intern(bytes($0.pointee)) }
+    let decision = answering.answer(call == SMS_CALL_CLOSE ? .close : .create,
+                                    sessionID: header(request.pointee).map { Array($0) }, response: captured,
+                                    home: replica)
     let written = write(decision, to: output) { alloc(pool, $0) }
     Metrics.engineCall(call == SMS_CALL_CLOSE ? .close : .create, status: Int(e.status), micros: e.duration_us)
     var outcome = SessionOutcome.of(decision, header: nil, engineOwnsSessions: true)
@@ -278,14 +284,30 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
         output.pointee.action = SMS_PASS_NEW_BODY
         output.pointee.pieces = UnsafePointer(list)
         output.pointee.npieces = pieces.count
-    case .callEngine(let call, let document):
+    case .callEngine(let call, let document, let route):
         guard let bytes = document.dump(into: allocate) else { return -1 }
         output.pointee.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
         output.pointee.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
+        if let route { write(route, to: output) }
+    case .passSession(let route, let pieces):
+        if let pieces {
+            guard write(.passWithBody(pieces), to: output, allocate) == 0 else { return -1 }
+        } else {
+            output.pointee.action = SMS_PASS
+        }
+        write(route, to: output)
     case .answer(let answer):
         return write(answer, to: output, allocate)
     }
     return 0
+}
+
+func write(_ route: Route, to output: UnsafeMutablePointer<sms_decision_t>) {
+    output.pointee.route = route.kind == .engine ? SMS_ROUTE_ENGINE : SMS_ROUTE_BUILTIN
+    if let home = route.home {
+        output.pointee.home = sms_str_t(data: home.name.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                        len: home.name.count)
+    }
 }
 
 // Apart, so that the decisions of nearly every request do not carry the
@@ -381,7 +403,11 @@ func record(_ outcome: SessionOutcome, request: sms_request_t, to output: Unsafe
         let value = output.pointee.header_value
         output.pointee.session_id = sms_str_t(data: value.data, len: min(value.len, SessionID.length))
     case .createdEngine:
-        output.pointee.session_id = output.pointee.header_value
+        // "<id>", or "<id>; Expires=..." for a session given a home
+        let value = output.pointee.header_value
+        var n = 0
+        while n < value.len, let data = value.data, data[n] != UInt8(ascii: ";") { n += 1 }
+        output.pointee.session_id = sms_str_t(data: value.data, len: n)
     default:
         if !newSession && !outcome.isNewSession { output.pointee.session_id = request.session_id }
     }
@@ -460,4 +486,59 @@ public func sms_session_value(_ store: UnsafeMutableRawPointer?, _ sessionID: Un
         output.pointee.log_message = message
     }
     return 0
+}
+
+// MARK: - session affinity
+
+@_cdecl("sms_store_affinity")
+public func sms_store_affinity(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.affinity = true
+}
+
+@_cdecl("sms_store_count_homes")
+public func sms_store_count_homes(_ store: UnsafeMutableRawPointer?, _ counter: sms_home_counter_pt?,
+                                  _ data: UnsafeMutableRawPointer?) {
+    guard let counter else { return }
+    object(store, as: SessionStore.self)?.countHomes { home, n in
+        counter(data, home.name.baseAddress?.assumingMemoryBound(to: UInt8.self), home.name.count, n)
+    }
+}
+
+@_cdecl("sms_store_set_counter")
+public func sms_store_set_counter(_ store: UnsafeMutableRawPointer?, _ counter: sms_home_counter_pt?,
+                                  _ data: UnsafeMutableRawPointer?) {
+    guard let counter else { return }
+    object(store, as: SessionStore.self)?.homes.counter = { name, delta in
+        counter(data, name.baseAddress?.assumingMemoryBound(to: UInt8.self), name.count, delta)
+    }
+}
+
+@_cdecl("sms_affinity_pick")
+public func sms_affinity_pick(_ replicas: UnsafePointer<sms_replica_t>?, _ n: Int, _ turn: UInt64) -> Int32 {
+    guard let replicas else { return -1 }
+    return AffinityChoice.pick(count: n, turn: turn, sessions: { replicas[$0].sessions },
+                               weight: { replicas[$0].weight }, usable: { replicas[$0].usable != 0 })
+        .map { Int32($0) } ?? -1
+}
+
+@_cdecl("sms_session_home")
+public func sms_session_home(_ store: UnsafeMutableRawPointer?, _ id: UnsafePointer<sms_str_t>?,
+                             _ home: UnsafePointer<sms_str_t>?, _ previous: UnsafePointer<sms_str_t>?,
+                             _ output: UnsafeMutablePointer<sms_str_t>?) -> Int32 {
+    guard let sessions = object(store, as: SessionStore.self), let id, let home, let output,
+          let chosen = sessions.homes.intern(bytes(home.pointee)) else { return -1 }
+    let replaced = previous.flatMap { sessions.homes.intern(bytes($0.pointee)) }
+    guard let given = sessions.setHome(bytes(id.pointee), to: chosen, replacing: replaced) else { return -1 }
+    output.pointee = sms_str_t(data: given.name.baseAddress?.assumingMemoryBound(to: UInt8.self), len: given.name.count)
+    return 0
+}
+
+@_cdecl("sms_home_unavailable")
+public func sms_home_unavailable(_ id: UnsafePointer<sms_str_t>?, _ home: UnsafePointer<sms_str_t>?,
+                                 _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
+                                 _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
+    guard let id, let home, let alloc, let output else { return -1 }
+    let answer = SessionError.homeUnavailable(id: string(id.pointee), home: string(home.pointee)).answerWithOutcome
+    output.pointee.outcome = answer.outcome.rawValue
+    return write(answer, to: output) { alloc(pool, $0) }
 }

@@ -38,7 +38,8 @@ func describe(_ d: Decision) -> String {
     case .relay: return "relay"
     case .passWithBody(let pieces): return "passWithBody \(show(joined(pieces)))"
     case .answer(let a): return "answer \(a.status) \(a.body) \(a.header.map { "\($0.name): \($0.value)" } ?? "")"
-    case .callEngine(let call, let body): return "callEngine \(call) \(body.dumped() ?? "?")"
+    case .callEngine(let call, let body, _): return "callEngine \(call) \(body.dumped() ?? "?")"
+    case .passSession(_, let pieces): return "passSession \(pieces.map { show(joined($0)) } ?? "-")"
     }
 }
 
@@ -102,14 +103,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         case (false, .invocation):
             require(header == nil ? isPass(d) : status(d) == 400, "disabled, invocation: \(describe(d))")
         case (true, .newSession):
-            guard case .callEngine(.create, let b) = d else { require(false, "create: \(describe(d))"); break }
+            guard case .callEngine(.create, let b, _) = d else { require(false, "create: \(describe(d))"); break }
             require(equal(b, createDefaults.body()), "create body \(b.dumped() ?? "?")")
         case (true, .close):
             guard let h = header, !h.isEmpty, let id = String(validating: h, as: UTF8.self) else {
                 require(status(d) == 400, "close without a usable header: \(describe(d))")
                 break
             }
-            guard case .callEngine(.close, let b) = d else { require(false, "close: \(describe(d))"); break }
+            guard case .callEngine(.close, let b, _) = d else { require(false, "close: \(describe(d))"); break }
             require(sameBytes(b["session_id"]?.stringValue, id) && b["flush"] != nil, "close body \(b.dumped() ?? "?")")
         case (true, .invocation):
             guard let h = header, !h.isEmpty else { require(isPass(d), "invocation: \(describe(d))"); break }

@@ -83,7 +83,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         let manager = SessionManager(store: nil, injectPath: nil, closeHandler: CloseHandler(requestPath: path, defaults: defaults))
         let decision = manager.decide(sessionID: Array("sid-\(size)".utf8), body: RequestBody(closeRequest), now: 1e9)
         switch decision {
-        case .callEngine(.close, let body):
+        case .callEngine(.close, let body, _):
             require(sameBytes(lookup(body, path.segments)?.stringValue, "sid-\(size)"), "close body \(body.dumped() ?? "?")")
         case .answer(let answer):
             let blocker = lookup(defaults.template, Array(path.segments.prefix(1)))

@@ -106,7 +106,7 @@ final class EngineManagerTests: TempDirectoryTestCase {
     }
 
     func engineBody(_ d: Decision, _ call: EngineCall) -> String? {
-        guard case .callEngine(let c, let body) = d, c == call else { return nil }
+        guard case .callEngine(let c, let body, _) = d, c == call else { return nil }
         return body.dumped()
     }
 

@@ -90,14 +90,14 @@ final class SessionCacheTests: TempDirectoryTestCase {
 
     func testCapacityBoundsTheCache() throws {
         let store = SessionStore(root: root, expiration: 1200)
-        let cache = SessionCache(root: root, capacity: 3)
+        let cache = SessionCache<SessionKey>(root: root, capacity: 3)
         cache.start()
         var ids: [String] = []
         for _ in 0..<5 { ids.append(try store.create(now: t0).id) }
         for id in ids {
             let key = try XCTUnwrap(SessionKey(id))
             _ = try cache.remember(key, directory: store.directory(of: id)) { () throws(SystemError) in
-                try store.expiration(of: id)
+                try store.read(id)
             }
         }
         let cached = ids.filter { cache.expiration(of: $0) != nil }
@@ -125,9 +125,9 @@ final class SessionCacheTests: TempDirectoryTestCase {
     }
 }
 
-extension SessionCache {
+extension SessionCache where Key == SessionKey {
     /// What the cache holds for a session named by its text.
     func expiration(of id: String) -> Double? {
-        SessionKey(id).flatMap { expiration(of: $0) }
+        SessionKey(id).flatMap { entry(of: $0)?.expiresAt }
     }
 }
