@@ -400,6 +400,9 @@ http {{
             proxy_set_header Connection "";
             proxy_pass http://replicas/close_session;
         }}
+        location = /status {{
+            sagemaker_sessions_status;
+        }}
         location = /invocations {{
 {location}
             add_header X-Worker $pid always;
