@@ -115,10 +115,9 @@ ngx_http_sagemaker_sessions_status_handler(ngx_http_request_t *r)
 {
     size_t                                    nreplicas, nupstreams;
     ngx_int_t                                 rc;
-    ngx_buf_t                                *b;
     sms_str_t                                 type, text;
-    ngx_chain_t                               out;
     sms_status_t                              status;
+    sms_decision_t                            d;
     sms_replica_status_t                     *replicas;
     sms_upstream_status_t                    *upstreams;
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
@@ -169,39 +168,13 @@ ngx_http_sagemaker_sessions_status_handler(ngx_http_request_t *r)
         ngx_http_sagemaker_sessions_turn_used(smcf);
     }
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = text.len;
-    r->headers_out.content_type.data = (u_char *) type.data;
-    r->headers_out.content_type.len = type.len;
-    r->headers_out.content_type_len = type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    ngx_memzero(&d, sizeof(sms_decision_t));
 
-    if (r->method == NGX_HTTP_HEAD || text.len == 0) {
-        r->header_only = 1;
-        return ngx_http_send_header(r);
-    }
+    d.status = NGX_HTTP_OK;
+    d.content_type = type;
+    d.body = text;
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = (u_char *) text.data;
-    b->last = b->pos + text.len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_sagemaker_sessions_respond(r, &d);
 }
 
 

@@ -773,8 +773,8 @@ static ngx_int_t
 ngx_http_sagemaker_sessions_unavailable_body(ngx_http_request_t *r,
     ngx_chain_t *in)
 {
-    ngx_buf_t                          *b;
-    ngx_chain_t                        *cl, out;
+    sms_str_t                           answer;
+    ngx_chain_t                        *cl, *out;
     ngx_http_sagemaker_sessions_ctx_t  *ctx;
 
     if (r != r->main) {
@@ -799,21 +799,15 @@ ngx_http_sagemaker_sessions_unavailable_body(ngx_http_request_t *r,
 
     ctx->answered = 1;
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
+    answer.data = ctx->answer.data;
+    answer.len = ctx->answer.len;
+
+    out = ngx_http_sagemaker_sessions_chain(r->pool, &answer);
+    if (out == NULL) {
         return NGX_ERROR;
     }
 
-    b->pos = ctx->answer.data;
-    b->last = b->pos + ctx->answer.len;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_next_body_filter(r, &out);
+    return ngx_http_next_body_filter(r, out);
 }
 
 

@@ -13,11 +13,9 @@
 #include "ngx_http_sagemaker_sessions_module.h"
 
 
-static ngx_int_t ngx_http_sagemaker_session_id_variable(
+static ngx_int_t ngx_http_sagemaker_session_text_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_sagemaker_session_outcome_variable(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_sagemaker_session_home_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_sagemaker_sessions_value(ngx_http_variable_value_t *v,
     u_char *data, size_t len);
@@ -28,7 +26,8 @@ static void ngx_http_sagemaker_sessions_value(ngx_http_variable_value_t *v,
 static ngx_http_variable_t  ngx_http_sagemaker_sessions_vars[] = {
 
     { ngx_string("sagemaker_session_id"), NULL,
-      ngx_http_sagemaker_session_id_variable, 0,
+      ngx_http_sagemaker_session_text_variable,
+      offsetof(ngx_http_sagemaker_sessions_ctx_t, session_id),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("sagemaker_session_outcome"), NULL,
@@ -36,7 +35,8 @@ static ngx_http_variable_t  ngx_http_sagemaker_sessions_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("sagemaker_session_home"), NULL,
-      ngx_http_sagemaker_session_home_variable, 0,
+      ngx_http_sagemaker_session_text_variable,
+      offsetof(ngx_http_sagemaker_sessions_ctx_t, home),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -79,10 +79,13 @@ ngx_http_sagemaker_sessions_value(ngx_http_variable_value_t *v, u_char *data,
 }
 
 
+/* data: the offset of an ngx_str_t in the request's context */
+
 static ngx_int_t
-ngx_http_sagemaker_session_id_variable(ngx_http_request_t *r,
+ngx_http_sagemaker_session_text_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t                          *text;
     ngx_http_sagemaker_sessions_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_sagemaker_sessions_module);
@@ -92,8 +95,9 @@ ngx_http_sagemaker_session_id_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ngx_http_sagemaker_sessions_value(v, ctx->session_id.data,
-                                      ctx->session_id.len);
+    text = (ngx_str_t *) ((char *) ctx + data);
+
+    ngx_http_sagemaker_sessions_value(v, text->data, text->len);
 
     return NGX_OK;
 }
@@ -116,25 +120,6 @@ ngx_http_sagemaker_session_outcome_variable(ngx_http_request_t *r,
     word = sms_outcome_word((int) ctx->outcome);
 
     ngx_http_sagemaker_sessions_value(v, (u_char *) word.data, word.len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sagemaker_session_home_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_sagemaker_sessions_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_sagemaker_sessions_module);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    ngx_http_sagemaker_sessions_value(v, ctx->home.data, ctx->home.len);
 
     return NGX_OK;
 }
