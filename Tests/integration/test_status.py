@@ -3,14 +3,12 @@ own parser, and its counters: exact, summed over the workers, kept across
 reloads."""
 
 import os
-import pwd
 import shutil
 import time
-import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import (CLOSED_SESSION, HANDLER_LOCATIONS, HANDLERS, ROOT, SESSION, Reply, assert_emerg,
+from harness import (expired_session, CLOSED_SESSION, HANDLER_LOCATIONS, HANDLERS, ROOT, SESSION, Reply, assert_emerg,
                      close_session, new_session, raw_request)
 
 STATUS = "location = /status { sagemaker_sessions_status; }"
@@ -150,14 +148,7 @@ def test_expired_sessions_are_counted_once(start_nginx):
     not found), or by the sweep: each counted once."""
     ngx = start_nginx(server=STATUS)
     time.sleep(1.5)                               # the sweep's first pass is over; the next in a minute
-    sid = str(uuid.uuid4())
-    path = os.path.join(ngx.sessions_path, sid)
-    os.mkdir(path)
-    with open(os.path.join(path, ".expiration_ts"), "w") as f:
-        f.write(str(time.time() - 5))
-    nobody = pwd.getpwnam("nobody")
-    for p in (path, os.path.join(path, ".expiration_ts")):
-        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    sid = expired_session(ngx)
     assert ngx.request({"p": 1}, {SESSION: sid}).status == 400
     assert ngx.request({"p": 1}, {SESSION: sid}).status == 400
     samples, _ = scrape(ngx)

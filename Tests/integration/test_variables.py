@@ -4,11 +4,10 @@ session."""
 
 import json
 import os
-import pwd
 import time
 import uuid
 
-from harness import (HANDLER_LOCATIONS, HANDLERS, NEW_SESSION, SESSION, Reply, close_session, new_session,
+from harness import (expired_session, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION, SESSION, Reply, close_session, new_session,
                      raw_request)
 
 LOG_FORMAT = ("log_format sms escape=json '{\"id\":\"$sagemaker_session_id\","
@@ -38,19 +37,6 @@ def logged(ngx, *tags):
 
 def tagged(tag, headers=None):
     return {"X-Tag": tag, **(headers or {})}
-
-
-def expired_session(ngx):
-    """A session written by hand that expired 5 s ago, for the workers' user."""
-    sid = str(uuid.uuid4())
-    path = os.path.join(ngx.sessions_path, sid)
-    os.mkdir(path)
-    with open(os.path.join(path, ".expiration_ts"), "w") as f:
-        f.write(str(time.time() - 5))
-    nobody = pwd.getpwnam("nobody")
-    for p in (path, os.path.join(path, ".expiration_ts")):
-        os.chown(p, nobody.pw_uid, nobody.pw_gid)
-    return sid
 
 
 def test_every_outcome_in_a_json_access_log(start_nginx, engine):
