@@ -23,7 +23,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CJansson", path: "CInterop/CJansson"),
         .systemLibrary(name: "CSageMakerSessions", path: "CInterop/CSageMakerSessions"),
-        .target(name: "SageMakerSessions", dependencies: ["CJansson"], swiftSettings: lean),
+        .systemLibrary(name: "CAtomics", path: "CInterop/CAtomics"),
+        .target(name: "SageMakerSessions", dependencies: ["CJansson", "CAtomics"], swiftSettings: lean),
         .target(name: "SageMakerSessionsABI",
                 dependencies: ["SageMakerSessions", "CSageMakerSessions"], swiftSettings: lean),
         .testTarget(name: "SageMakerSessionsTests", dependencies: ["SageMakerSessions"]),

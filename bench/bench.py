@@ -493,6 +493,40 @@ def main():
         # session affinity (issue 17): each row against plain round robin over the same replicas
         affinity_rows(work, shm, measure)
 
+        # the status page's shared counters and the variables: the same
+        # module, with a status location and a JSON access log of the
+        # session variables, paired with one without a status location and
+        # logging as many of nginx's own variables (two nginx, both on CPU 0)
+        observed_port, unobserved_port = free_port(), free_port()
+        sid = new_session(front_port)
+        sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+        for name, port, status, fmt_vars in (
+                ("observed", observed_port, True, ("$sagemaker_session_id", "$sagemaker_session_outcome")),
+                ("unobserved", unobserved_port, False, ("$http_x_amzn_sagemaker_session_id", "$request_method"))):
+            conf = os.path.join(work, name + ".conf")
+            location = ["location = /invocations {", "    sagemaker_session_manager;",
+                        f"    access_log {work}/{name}.access.log obs buffer=64k;",
+                        "    proxy_http_version 1.1;", '    proxy_set_header Connection "";',
+                        "    proxy_pass http://engine;", "}"]
+            if status:
+                location += ["location = /status { sagemaker_sessions_status; }"]
+            log_format = ("log_format obs escape=json '{\"id\":\"%s\",\"outcome\":\"%s\",\"status\":\"$status\"}';"
+                          % fmt_vars)
+            with open(conf, "w") as f:
+                f.write(front_conf(directory=work, pid=name + ".pid", log=name + ".log", level="warn", module=MODULE,
+                                   workers=WORKERS, sessions=sessions, expiration="20m", engine_port=engine_port,
+                                   port=port, http=[log_format, f"client_body_temp_path {work}/body;",
+                                                    f"proxy_temp_path {work}/proxy;"],
+                                   locations=indented(location, 8)))
+            start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, name + ".log")], port)
+            wrk(f"http://127.0.0.1:{port}/invocations", sess_lua, seconds=1)
+        measure("module + status page counters + JSON log of the variables, valid session",
+                f"http://127.0.0.1:{observed_port}/invocations", sess_lua, 1,
+                plain_url=f"http://127.0.0.1:{unobserved_port}/invocations", plain_script=sess_lua,
+                pairs=max(PAIRS, 5))
+        notes.append(("observed", by_name(rows, "module + status page counters + JSON log of the variables, "
+                                                "valid session")))
+
         # the Python library, same requests
         app_dir = os.path.join(work, "app")
         os.makedirs(app_dir)
@@ -577,6 +611,10 @@ def main():
     report(rows, notes, py_rows)
 
 
+def by_name(rows, name):
+    return next(r for r in rows if r["name"] == name)
+
+
 def report(rows, notes, py_rows):
     lines = ["| run | live sessions | req/s | p50 µs | p99 µs | × plain proxy_pass | plain p99 µs |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -634,6 +672,12 @@ def report(rows, notes, py_rows):
                            f"ended; valid-session p99 meanwhile {fmt(note[3]['p99'])} µs, plain proxy_pass p99 "
                            f"right after {fmt(note[4]['p99'])} µs: "
                            f"{(note[3]['p99'] or 0) - (note[4]['p99'] or 0):+,.0f} µs (target: within 1000 µs)")
+        elif note[0] == "observed":
+            r = note[1]
+            summary.append(f"- the status page's shared counters and the session variables in a JSON access log: "
+                           f"{r['ratio']:.3f} × the same module without a status location, logging as many of "
+                           f"nginx's own variables (target ≥ 0.99), p99 {r['gap']['p99'] or 0:+.0f} µs "
+                           "(the reference column of that row is the module without a status location)")
         elif note[0] == "shm":
             summary.append(f"- /dev/shm per session: {note[1]:,.0f} bytes (directory + .expiration_ts)")
     summary.append(f"- module size: {os.path.getsize(MODULE):,} bytes")

@@ -54,6 +54,7 @@ ngx_http_sagemaker_sessions_call_engine(ngx_http_request_t *r,
 
     ctx->call = d->action;
     ctx->done = 0;
+    ctx->engine_started = ngx_http_sagemaker_sessions_now_us();
 
     if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
                             NGX_HTTP_SUBREQUEST_IN_MEMORY
@@ -243,6 +244,8 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
 
     resp.body.data = ctx->capture;
     resp.body.len = ctx->captured;
+    resp.duration_us = ngx_http_sagemaker_sessions_now_us()
+                       - ctx->engine_started;
 
     n = 1;
     for (part = &sr->headers_out.headers.part; part; part = part->next) {
@@ -301,6 +304,10 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
                       "sagemaker sessions: out of memory answering a request");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->outcome = d.outcome;
+    ctx->session_id.data = (u_char *) d.session_id.data;
+    ctx->session_id.len = d.session_id.len;
 
     if (d.action != SMS_RELAY) {
         return ngx_http_sagemaker_sessions_carry_out(r, &d);

@@ -180,10 +180,13 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
 
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
+    ctx->outcome = d.outcome;
+    ctx->session_id.data = (u_char *) d.session_id.data;
+    ctx->session_id.len = d.session_id.len;
+
     if (d.route != SMS_ROUTE_NONE) {
         /* for the balancer of an upstream with session affinity */
-        ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
-
         ctx->route = d.route;
         ctx->session.data = (u_char *) req.session_id.data;
         ctx->session.len = req.session_id.len;

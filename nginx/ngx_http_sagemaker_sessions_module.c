@@ -130,12 +130,27 @@ static ngx_command_t  ngx_http_sagemaker_sessions_commands[] = {
       0,
       NULL },
 
+    { ngx_string("sagemaker_sessions_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sagemaker_sessions_status,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("set_sagemaker_session_value"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_SIF_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF
+                        |NGX_CONF_TAKE2,
+      ngx_http_sagemaker_session_value,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_sagemaker_sessions_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_sagemaker_sessions_add_variables, /* preconfiguration */
     ngx_http_sagemaker_sessions_init,      /* postconfiguration */
 
     ngx_http_sagemaker_sessions_create_main_conf, /* create main conf */

@@ -40,6 +40,9 @@ typedef struct {
     ngx_shm_zone_t            *affinity_zone;
     ngx_array_t                affinity_upstreams;
     ngx_http_sagemaker_sessions_shm_t  *shm;
+
+    /* the status page's counters, shared by the workers (_status.c) */
+    ngx_shm_zone_t            *status_zone;
 } ngx_http_sagemaker_sessions_main_conf_t;
 
 
@@ -97,6 +100,11 @@ typedef struct {
     unsigned                   overflow:1;   /* more than capacity */
     unsigned                   unavailable:1;  /* its home did not answer */
     unsigned                   answered:1;
+
+    /* for the variables (_variables.c), as the core decided */
+    ngx_int_t                  outcome;
+    ngx_str_t                  session_id;
+    int64_t                    engine_started;   /* us, monotonic */
 } ngx_http_sagemaker_sessions_ctx_t;
 
 
@@ -148,6 +156,29 @@ void ngx_http_sagemaker_sessions_turn_used(
     ngx_http_sagemaker_sessions_main_conf_t *smcf);
 ngx_int_t ngx_http_sagemaker_sessions_init_process(
     ngx_cycle_t *cycle);
+
+/* the status page and its shared counters (_status.c) */
+
+char *ngx_http_sagemaker_sessions_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_sagemaker_sessions_status_init_process(ngx_cycle_t *cycle);
+int64_t ngx_http_sagemaker_sessions_now_us(void);
+
+/* session affinity's rows for the status page (_upstream.c) */
+
+ngx_int_t ngx_http_sagemaker_sessions_affinity_status(ngx_http_request_t *r,
+    sms_replica_status_t **replicas, size_t *nreplicas,
+    sms_upstream_status_t **upstreams, size_t *nupstreams);
+
+/* variables (_variables.c) */
+
+ngx_int_t ngx_http_sagemaker_sessions_add_variables(ngx_conf_t *cf);
+
+/* set_sagemaker_session_value (_value.c) */
+
+char *ngx_http_sagemaker_session_value(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
 
 
 #endif /* _NGX_HTTP_SAGEMAKER_SESSIONS_MODULE_H_INCLUDED_ */

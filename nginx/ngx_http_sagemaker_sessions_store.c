@@ -78,6 +78,8 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_sagemaker_sessions_status_init_process(cycle);
+
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                         ngx_http_sagemaker_sessions_module);
 

@@ -750,6 +750,7 @@ ngx_http_sagemaker_sessions_unavailable_header(ngx_http_request_t *r)
 
     ctx->answer.data = (u_char *) d.body.data;
     ctx->answer.len = d.body.len;
+    ctx->outcome = d.outcome;
 
     r->headers_out.status = d.status;
     r->headers_out.status_line.len = 0;
@@ -772,8 +773,8 @@ static ngx_int_t
 ngx_http_sagemaker_sessions_unavailable_body(ngx_http_request_t *r,
     ngx_chain_t *in)
 {
-    ngx_buf_t                          *b;
-    ngx_chain_t                        *cl, out;
+    sms_str_t                           answer;
+    ngx_chain_t                        *cl, *out;
     ngx_http_sagemaker_sessions_ctx_t  *ctx;
 
     if (r != r->main) {
@@ -798,21 +799,15 @@ ngx_http_sagemaker_sessions_unavailable_body(ngx_http_request_t *r,
 
     ctx->answered = 1;
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
+    answer.data = ctx->answer.data;
+    answer.len = ctx->answer.len;
+
+    out = ngx_http_sagemaker_sessions_chain(r->pool, &answer);
+    if (out == NULL) {
         return NGX_ERROR;
     }
 
-    b->pos = ctx->answer.data;
-    b->last = b->pos + ctx->answer.len;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_next_body_filter(r, &out);
+    return ngx_http_next_body_filter(r, out);
 }
 
 
@@ -824,6 +819,104 @@ ngx_http_sagemaker_sessions_affinity_filter_init(ngx_conf_t *cf)
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_sagemaker_sessions_unavailable_body;
+
+    return NGX_OK;
+}
+
+
+/* the status page's rows: every server of every affinity upstream */
+
+ngx_int_t
+ngx_http_sagemaker_sessions_affinity_status(ngx_http_request_t *r,
+    sms_replica_status_t **replicas, size_t *nreplicas,
+    sms_upstream_status_t **upstreams, size_t *nupstreams)
+{
+    size_t                                    n, i, j;
+    ngx_uint_t                                k;
+    sms_replica_status_t                     *rs;
+    sms_upstream_status_t                    *us;
+    ngx_http_upstream_rr_peer_t              *peer;
+    ngx_http_upstream_rr_peers_t             *peers;
+    ngx_http_upstream_srv_conf_t            **up;
+    ngx_http_sagemaker_sessions_home_t       *home;
+    ngx_http_sagemaker_sessions_srv_conf_t   *sscf;
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    *nreplicas = 0;
+    *nupstreams = 0;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sagemaker_sessions_module);
+
+    if (smcf->shm == NULL || smcf->affinity_upstreams.nelts == 0) {
+        return NGX_OK;
+    }
+
+    up = smcf->affinity_upstreams.elts;
+
+    n = 0;
+    for (k = 0; k < smcf->affinity_upstreams.nelts; k++) {
+        for (peers = up[k]->peer.data; peers; peers = peers->next) {
+            n += peers->number;
+        }
+    }
+
+    rs = ngx_pcalloc(r->pool, (n ? n : 1) * sizeof(sms_replica_status_t));
+    us = ngx_pcalloc(r->pool, smcf->affinity_upstreams.nelts
+                              * sizeof(sms_upstream_status_t));
+    if (rs == NULL || us == NULL) {
+        return NGX_ERROR;
+    }
+
+    i = 0;
+
+    for (k = 0; k < smcf->affinity_upstreams.nelts; k++) {
+        sscf = ngx_http_conf_upstream_srv_conf(up[k],
+                                        ngx_http_sagemaker_sessions_module);
+
+        us[k].upstream.data = up[k]->host.data;
+        us[k].upstream.len = up[k]->host.len;
+
+        if (sscf->shm) {
+            us[k].moved = (int64_t) sscf->shm->moved;
+            us[k].unavailable = (int64_t) sscf->shm->unavailable;
+        }
+
+        for (peers = up[k]->peer.data; peers; peers = peers->next) {
+            for (peer = peers->peer; peer; peer = peer->next) {
+
+                /* a server line of several addresses is one replica */
+                for (j = 0; j < i; j++) {
+                    if (rs[j].upstream.data == up[k]->host.data
+                        && rs[j].replica.len == peer->server.len
+                        && ngx_strncmp(rs[j].replica.data, peer->server.data,
+                                       peer->server.len) == 0)
+                    {
+                        break;
+                    }
+                }
+
+                if (j < i) {
+                    continue;
+                }
+
+                home = ngx_http_sagemaker_sessions_home(smcf->shm,
+                                                        peer->server.data,
+                                                        peer->server.len, 0);
+
+                rs[i].upstream.data = up[k]->host.data;
+                rs[i].upstream.len = up[k]->host.len;
+                rs[i].replica.data = peer->server.data;
+                rs[i].replica.len = peer->server.len;
+                rs[i].live = home ? (int64_t) home->sessions : 0;
+                i++;
+            }
+        }
+    }
+
+    *replicas = rs;
+    *nreplicas = i;
+    *upstreams = us;
+    *nupstreams = smcf->affinity_upstreams.nelts;
 
     return NGX_OK;
 }

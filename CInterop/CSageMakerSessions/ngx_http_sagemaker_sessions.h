@@ -71,6 +71,7 @@ typedef struct {
     const sms_header_t       *headers;           /* Content-Type included */
     size_t                    nheaders;
     sms_str_t                 body;
+    int64_t                   duration_us;       /* from call to answer */
 } sms_engine_response_t;
 
 
@@ -102,6 +103,8 @@ typedef struct {
     sms_str_t                 log_message;
     int                       route;             /* SMS_ROUTE_* */
     sms_str_t                 home;              /* len 0: none yet */
+    int                       outcome;           /* $sagemaker_session_outcome */
+    sms_str_t                 session_id;        /* $sagemaker_session_id */
 } sms_decision_t;
 
 
@@ -208,6 +211,66 @@ int sms_home_unavailable(const sms_str_t *id, const sms_str_t *home,
 /* one bounded step of the expiry sweep; returns ms until the next step */
 
 uint64_t sms_sweep_step(void *store);
+
+
+
+/*
+ * Observability: the status page's counters and text, the variables'
+ * outcome words, and session values (set_sagemaker_session_value).
+ */
+
+/* session affinity's rows for the status page */
+typedef struct {
+    sms_str_t                 upstream;
+    sms_str_t                 replica;
+    int64_t                   live;
+} sms_replica_status_t;
+
+typedef struct {
+    sms_str_t                 upstream;
+    int64_t                   moved;
+    int64_t                   unavailable;
+} sms_upstream_status_t;
+
+typedef struct {
+    const int64_t            *counters;          /* sms_metrics_slots() */
+    size_t                    ncounters;
+    const sms_replica_status_t   *replicas;
+    size_t                    nreplicas;
+    const sms_upstream_status_t  *upstreams;
+    size_t                    nupstreams;
+    sms_str_t                 version;
+} sms_status_t;
+
+/* how many 64-bit counters the shared memory holds */
+size_t sms_metrics_slots(void);
+
+/* in each worker: the shared counters to add to, or NULL (nothing counted) */
+void sms_metrics_attach(int64_t *counters);
+
+/* the status page, in memory from alloc; returns 0, or -1 if out of memory */
+int sms_status_text(void *store, const sms_status_t *in, sms_alloc_pt alloc,
+    void *pool, sms_str_t *content_type, sms_str_t *text);
+
+/* an outcome's word, static; len 0 for none */
+sms_str_t sms_outcome_word(int outcome);
+
+/* KEY of set_sagemaker_session_value checked by the Python library's rules:
+ * its file name (len bytes at most) is written to name; returns the name's
+ * length, or -1 with err set */
+int sms_session_key_check(const unsigned char *key, size_t len,
+    unsigned char *name, char *err, size_t errlen);
+
+typedef struct {
+    sms_str_t                 value;             /* len 0: none */
+    int                       log_level;
+    sms_str_t                 log_message;
+} sms_value_t;
+
+/* the value under file in the session of session_id, when valid; out is
+ * zeroed by the caller; returns 0, or -1 if out of memory */
+int sms_session_value(void *store, const sms_str_t *session_id,
+    const sms_str_t *file, sms_alloc_pt alloc, void *pool, sms_value_t *out);
 
 
 #endif /* _NGX_HTTP_SAGEMAKER_SESSIONS_H_INCLUDED_ */

@@ -10,6 +10,8 @@ public struct Answer: Equatable {
     public var header: (name: String, value: String)?
     public var body: String
     public var log: (level: LogLevel, message: String)?
+    /// What became of the request's session (`$sagemaker_session_outcome`).
+    public var outcome: SessionOutcome = .none
 
     public static let sessionIDHeader = "X-Amzn-SageMaker-Session-Id"
     public static let newSessionIDHeader = "X-Amzn-SageMaker-New-Session-Id"

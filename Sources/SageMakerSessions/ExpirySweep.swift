@@ -101,7 +101,7 @@ final class ExpirySweep {
                 return
             }
             if let expiresAt {
-                if now > expiresAt { store.retire(name) }
+                if now > expiresAt { store.retireExpired(name) }
             } else if isStale(store.directory(of: name), now: now) {
                 store.retire(name)
             }

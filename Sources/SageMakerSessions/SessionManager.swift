@@ -80,7 +80,7 @@ public struct SessionManager {
         do {
             return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now)
         } catch {
-            return .answer(error.answer)
+            return .answer(error.answerWithOutcome)
         }
     }
 
@@ -126,7 +126,8 @@ public struct SessionManager {
                       body: Text.concat("Session ", created.id, " created"),
                       log: created.remadeRoot
                           ? (.warn, "sessions directory \"\(store.root)\" was missing: made again; session \(created.id) created")
-                          : (.info, Text.concat("session ", created.id, " created, expires ", expires)))
+                          : (.info, Text.concat("session ", created.id, " created, expires ", expires)),
+                      outcome: .createdBuiltin)
     }
 
     func close(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> Answer {
@@ -145,7 +146,8 @@ public struct SessionManager {
         case .closed:
             return Answer(status: 200, contentType: Answer.text,
                           header: (Answer.closedSessionIDHeader, id),
-                          body: "Session \(id) closed", log: (.info, "session \(id) closed"))
+                          body: "Session \(id) closed", log: (.info, "session \(id) closed"),
+                          outcome: .closedBuiltin)
         }
     }
 
@@ -244,21 +246,21 @@ public struct SessionManager {
     /// upstream has session affinity.
     public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse, home: Home? = nil,
                        now: Double = WallClock.now()) -> Decision {
-        guard response.complete else { return .answer(SessionError.engineUnreadable.answer) }
+        guard response.complete else { return .answer(SessionError.engineUnreadable.answerWithOutcome) }
         guard response.status == 200 else { return .relay }
         switch call {
         case .create:
             guard let handler = createHandler, let id = response.sessionID(at: handler.responsePath) else {
-                return .answer(SessionError.engineSessionIDMissing.answer)
+                return .answer(SessionError.engineSessionIDMissing.answerWithOutcome)
             }
-            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answer) }
+            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answerWithOutcome) }
             if let home, let store, store.affinity {
                 return .answer(recorded(id, home: home, in: store, now: now))
             }
             return .answer(Answer(status: 200, contentType: Answer.text,
                                   header: (Answer.newSessionIDHeader, id),
                                   body: "Successfully created session: \(id)",
-                                  log: (.info, "engine created session \(id)")))
+                                  log: (.info, "engine created session \(id)"), outcome: .createdEngine))
         case .close:
             let id = String(decoding: sessionID ?? [], as: UTF8.self)
             if store?.affinity ?? false {
@@ -267,7 +269,7 @@ public struct SessionManager {
             return .answer(Answer(status: 200, contentType: Answer.text,
                                   header: (Answer.closedSessionIDHeader, id),
                                   body: "Successfully closed session: \(id)",
-                                  log: (.info, "engine closed session \(id)")))
+                                  log: (.info, "engine closed session \(id)"), outcome: .closedEngine))
         }
     }
 }
@@ -293,12 +295,14 @@ extension SessionManager {
             return Answer(status: 200, contentType: Answer.text, header: (Answer.newSessionIDHeader, id),
                           body: "Successfully created session: \(id)",
                           log: (failure == nil ? .warn : .error,
-                                "engine created session \(id) on \(homeName); the id \(why), so its requests are not sent to its home"))
+                                "engine created session \(id) on \(homeName); the id \(why), so its requests are not sent to its home"),
+                          outcome: .createdEngine)
         }
         let expires = UTCTimestamp.format(unixSeconds: created.expiresAt)
         return Answer(status: 200, contentType: Answer.text,
                       header: (Answer.newSessionIDHeader, Text.concat(id, "; Expires=", expires)),
                       body: "Successfully created session: \(id)",
-                      log: (.info, Text.concat("engine created session ", id, " on ", homeName, ", expires ", expires)))
+                      log: (.info, Text.concat("engine created session ", id, " on ", homeName, ", expires ", expires)),
+                      outcome: .createdEngine)
     }
 }

@@ -171,7 +171,7 @@ public final class SessionStore {
         }
         guard let known else { return .notFound }
         if now > known.expiresAt {
-            retire(id())
+            retireExpired(id())
             return .expired
         }
         return .valid(expiresAt: known.expiresAt, home: known.home)
@@ -330,6 +330,12 @@ public final class SessionStore {
 
     func retire(_ id: String) {
         _ = try? takeAway(id)
+    }
+
+    /// An expired session removed, by a request or by the sweep, is counted
+    /// once: by whoever took it away.
+    func retireExpired(_ id: String) {
+        if (try? takeAway(id)) == true { Metrics.expiredSessionRemoved() }
     }
 
     /// Takes a session out of sight, then removes its files; false when it

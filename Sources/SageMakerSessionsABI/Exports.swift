@@ -144,8 +144,13 @@ final class Location {
         }
     }
 
+    /// Whether an invocation with a session header is passed on unchecked
+    /// (its outcome `passed`, not `valid`).
+    let engineOwnsSessions: Bool
+
     init(_ configured: SessionManager) {
         self.configured = configured
+        self.engineOwnsSessions = configured.passesEngineSessions
     }
 
     deinit { bound?.release() }
@@ -201,7 +206,11 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     let r = request.pointee
     let body = RequestBody(count: r.body == nil ? 0 : r.nbody) { bytes(r.body[$0]) }
     let decision = decide(store, location, header(r), body, repeatedHeader: r.session_ids > 1)
-    return write(decision, to: output) { alloc(pool, $0) }
+    let written = write(decision, to: output) { alloc(pool, $0) }
+    let outcome = SessionOutcome.of(decision, header: header(r),
+                                    engineOwnsSessions: borrow(location, as: Location.self) { $0.engineOwnsSessions } ?? false)
+    record(outcome, request: r, to: output)
+    return written
 }
 
 @_cdecl("sms_engine_answer")
@@ -226,7 +235,12 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
     let decision = answering.answer(call == SMS_CALL_CLOSE ? .close : .create,
                                     sessionID: header(request.pointee).map { Array($0) }, response: captured,
                                     home: replica)
-    return write(decision, to: output) { alloc(pool, $0) }
+    let written = write(decision, to: output) { alloc(pool, $0) }
+    Metrics.engineCall(call == SMS_CALL_CLOSE ? .close : .create, status: Int(e.status), micros: e.duration_us)
+    var outcome = SessionOutcome.of(decision, header: nil, engineOwnsSessions: true)
+    if outcome == .none { outcome = .engineError }
+    record(outcome, request: request.pointee, to: output, newSession: call != SMS_CALL_CLOSE)
+    return written
 }
 
 @_cdecl("sms_store_worker_init")
@@ -371,6 +385,109 @@ func copy<T>(_ text: String, to tuple: inout T) {
     }
 }
 
+// MARK: - observability
+
+/// A request's outcome: counted, and given to the shim for the variables
+/// with the request's session id (the header's, or the new session's; none
+/// for NEW_SESSION that made none).
+@inline(__always)
+func record(_ outcome: SessionOutcome, request: sms_request_t, to output: UnsafeMutablePointer<sms_decision_t>,
+            newSession: Bool = false) {
+    Metrics.count(outcome)
+    output.pointee.outcome = outcome.rawValue
+    switch outcome {
+    case .none:
+        return
+    case .createdBuiltin:
+        // the header's value is "<id>; Expires=..."
+        let value = output.pointee.header_value
+        output.pointee.session_id = sms_str_t(data: value.data, len: min(value.len, SessionID.length))
+    case .createdEngine:
+        // "<id>", or "<id>; Expires=..." for a session given a home
+        let value = output.pointee.header_value
+        var n = 0
+        while n < value.len, let data = value.data, data[n] != UInt8(ascii: ";") { n += 1 }
+        output.pointee.session_id = sms_str_t(data: value.data, len: n)
+    default:
+        if !newSession && !outcome.isNewSession { output.pointee.session_id = request.session_id }
+    }
+}
+
+@_cdecl("sms_metrics_slots")
+public func sms_metrics_slots() -> Int {
+    Metrics.slots
+}
+
+@_cdecl("sms_metrics_attach")
+public func sms_metrics_attach(_ counters: UnsafeMutablePointer<Int64>?) {
+    Metrics.attach(counters)
+}
+
+@_cdecl("sms_status_text")
+public func sms_status_text(_ store: UnsafeMutableRawPointer?, _ input: UnsafePointer<sms_status_t>?,
+                            _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
+                            _ contentType: UnsafeMutablePointer<sms_str_t>?,
+                            _ text: UnsafeMutablePointer<sms_str_t>?) -> Int32 {
+    guard let input, let alloc, let contentType, let text else { return -1 }
+    let s = input.pointee
+    var replicas: [(upstream: String, replica: String, live: Int64)] = []
+    if let list = s.replicas {
+        for i in 0..<s.nreplicas { replicas.append((string(list[i].upstream), string(list[i].replica), list[i].live)) }
+    }
+    var upstreams: [(upstream: String, moved: Int64, unavailable: Int64)] = []
+    if let list = s.upstreams {
+        for i in 0..<s.nupstreams { upstreams.append((string(list[i].upstream), list[i].moved, list[i].unavailable)) }
+    }
+    let counters = s.counters.map { Metrics.snapshot($0, count: s.ncounters) } ?? []
+    let snapshot = StatusSnapshot(counters: counters, live: object(store, as: SessionStore.self)?.liveSessions(),
+                                  version: string(s.version), replicas: replicas, upstreams: upstreams)
+    guard let type = put(PrometheusText.contentType, { alloc(pool, $0) }),
+          let body = put(PrometheusText.write(snapshot), { alloc(pool, $0) }) else { return -1 }
+    contentType.pointee = type
+    text.pointee = body
+    return 0
+}
+
+@_cdecl("sms_outcome_word")
+public func sms_outcome_word(_ outcome: Int32) -> sms_str_t {
+    guard let o = SessionOutcome(rawValue: outcome), o != .none else { return sms_str_t(data: nil, len: 0) }
+    return sms_str_t(data: o.word.utf8Start, len: o.word.utf8CodeUnitCount)
+}
+
+@_cdecl("sms_session_key_check")
+public func sms_session_key_check(_ key: UnsafePointer<UInt8>?, _ len: Int, _ name: UnsafeMutablePointer<UInt8>?,
+                                  _ err: UnsafeMutablePointer<CChar>?, _ errlen: Int) -> Int32 {
+    guard let name else { return -1 }
+    do {
+        let file = Array(try SessionValue.fileName(forKey: string(sms_str_t(data: key, len: len))).utf8)
+        guard file.count <= len else { return -1 }
+        for (i, b) in file.enumerated() { name[i] = b }
+        return Int32(file.count)
+    } catch {
+        copy(error.description, to: err, errlen)
+        return -1
+    }
+}
+
+@_cdecl("sms_session_value")
+public func sms_session_value(_ store: UnsafeMutableRawPointer?, _ sessionID: UnsafePointer<sms_str_t>?,
+                              _ file: UnsafePointer<sms_str_t>?, _ alloc: sms_alloc_pt?,
+                              _ pool: UnsafeMutableRawPointer?, _ output: UnsafeMutablePointer<sms_value_t>?) -> Int32 {
+    guard let alloc, let output, let sessionID, let file else { return -1 }
+    guard let store = object(store, as: SessionStore.self), sessionID.pointee.data != nil else { return 0 }
+    let found = SessionValue.read(store: store, id: bytes(sessionID.pointee), file: string(file.pointee))
+    if let text = found.text {
+        guard let value = put(text, { alloc(pool, $0) }) else { return -1 }
+        output.pointee.value = value
+    }
+    if let log = found.log {
+        guard let message = put(log, { alloc(pool, $0) }) else { return -1 }
+        output.pointee.log_level = Answer.LogLevel.warn.rawValue
+        output.pointee.log_message = message
+    }
+    return 0
+}
+
 // MARK: - session affinity
 
 @_cdecl("sms_store_affinity")
@@ -421,6 +538,7 @@ public func sms_home_unavailable(_ id: UnsafePointer<sms_str_t>?, _ home: Unsafe
                                  _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
                                  _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
     guard let id, let home, let alloc, let output else { return -1 }
-    let answer = SessionError.homeUnavailable(id: string(id.pointee), home: string(home.pointee)).answer
+    let answer = SessionError.homeUnavailable(id: string(id.pointee), home: string(home.pointee)).answerWithOutcome
+    output.pointee.outcome = answer.outcome.rawValue
     return write(answer, to: output) { alloc(pool, $0) }
 }

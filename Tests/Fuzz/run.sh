@@ -59,7 +59,7 @@ build() {
         -module-name "Fuzz_$t" \
         -Xfrontend -disable-implicit-concurrency-module-import \
         -Xfrontend -disable-implicit-string-processing-module-import \
-        -I "$ROOT/CInterop/CJansson" \
+        -I "$ROOT/CInterop/CJansson" -I "$ROOT/CInterop/CAtomics" \
         "$src"/*.swift "$HERE/Support.swift" "$HERE/$t.swift" \
         -ljansson -use-ld=lld -o "$OUT/$t.new" > "$OUT/$t.build.log" 2>&1 \
         && mv "$OUT/$t.new" "$OUT/$t" || touch "$OUT/$t.build-failed"

@@ -7,6 +7,7 @@ nginx's default user) and its own engine stub, and stops both by pid.
 import http.client
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,6 +108,31 @@ class Reply:
         return cls(json.dumps(value).encode(), status, "application/json", **kw)
 
 
+def read_chunked(rfile):
+    """A body in the chunked transfer coding, read from a handler's rfile."""
+    data = b""
+    while True:
+        size = int(rfile.readline().strip(), 16)
+        if size == 0:
+            rfile.readline()
+            return data
+        data += rfile.read(size)
+        rfile.readline()
+
+
+def expired_session(ngx):
+    """A session written by hand that expired 5 s ago, for the workers' user."""
+    sid = str(uuid.uuid4())
+    path = os.path.join(ngx.sessions_path, sid)
+    os.mkdir(path)
+    with open(os.path.join(path, ".expiration_ts"), "w") as f:
+        f.write(str(time.time() - 5))
+    nobody = pwd.getpwnam("nobody")
+    for p in (path, os.path.join(path, ".expiration_ts")):
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    return sid
+
+
 class Engine:
     """The inference engine stand-in: records every request, answers JSON.
 
@@ -139,7 +166,7 @@ class Engine:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    body = self._read_chunked()
+                    body = read_chunked(self.rfile)
                 record = {
                     "method": self.command,
                     "path": self.path,
@@ -195,16 +222,6 @@ class Engine:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _read_chunked(self):
-                data = b""
-                while True:
-                    size = int(self.rfile.readline().strip(), 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return data
-                    data += self.rfile.read(size)
-                    self.rfile.readline()
-
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -251,8 +268,11 @@ def temp_paths(directory):
             f"scgi_temp_path {directory}/scgi;"]
 
 
+# the nginx Development Kit, which set_sagemaker_session_value needs, loaded first
+NDK_MODULE = "/usr/lib/nginx/modules/ndk_http_module.so"
+
 CONF = """\
-load_module {module};
+{ndk}load_module {module};
 worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
@@ -294,7 +314,7 @@ class Nginx:
 
     def __init__(self, engine_port, http="", location="sagemaker_session_manager;",
                  workers=1, env=None, main="", sessions=True, directory=None, listen="",
-                 server=""):
+                 server="", ndk=False):
         self.dir = directory or workdir()
         self.port = free_port()
         self.sessions_path = os.path.join(self.dir, "sessions")
@@ -307,6 +327,7 @@ class Nginx:
         with open(self.conf, "w") as f:
             f.write(CONF.format(
                 module=MODULE, workers=workers, dir=self.dir, main_extra=main,
+                ndk=f"load_module {NDK_MODULE};\n" if ndk else "",
                 temp_paths=indented(temp_paths(self.dir), 4),
                 http_extra="\n".join("    " + l for l in http_lines if l),
                 engine_port=engine_port, port=self.port, listen=listen and " " + listen,

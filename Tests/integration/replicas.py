@@ -38,7 +38,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import MODULE, SESSION, Nginx, free_port, indented, temp_paths, workdir
+from harness import MODULE, SESSION, Nginx, free_port, indented, read_chunked, temp_paths, workdir
 
 VLLM_REFUSAL = ("Invalid payload. stateful sessions not enabled, "
                 "X-Amzn-SageMaker-Session-Id header not supported")
@@ -189,14 +189,7 @@ class Replica:
 
             def _body(self):
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    data = b""
-                    while True:
-                        size = int(self.rfile.readline().strip(), 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            return data
-                        data += self.rfile.read(size)
-                        self.rfile.readline()
+                    return read_chunked(self.rfile)
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
@@ -399,6 +392,9 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass http://replicas/close_session;
+        }}
+        location = /status {{
+            sagemaker_sessions_status;
         }}
         location = /invocations {{
 {location}

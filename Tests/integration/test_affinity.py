@@ -20,6 +20,8 @@ import uuid
 
 import pytest
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from harness import CLOSED_SESSION, NEW_SESSION, SESSION, assert_emerg, detail
 from replicas import (HEX32, Front, Replicas, log_lines_since, read_expiration, read_home,
                       session_dir)
@@ -121,6 +123,25 @@ def assert_even(counts, total):
     for name, c in counts.items():
         assert 0.5 * mean <= c <= 1.5 * mean, (name, counts)
     assert sum(counts.values()) == total, counts
+
+
+def affinity_metrics(front):
+    """The status page's affinity families, parsed by prometheus_client:
+    ({replica address: live}, moved, unavailable) of upstream "replicas"."""
+    r = front.request(method="GET", path="/status")
+    assert r.status == 200, r
+    live, moved, unavailable = {}, None, None
+    for family in text_string_to_metric_families(r.body.decode()):
+        for s in family.samples:
+            if s.labels.get("upstream") != "replicas":
+                continue
+            if s.name == "sagemaker_sessions_replica_live":
+                live[s.labels["replica"]] = s.value
+            elif s.name == "sagemaker_sessions_affinity_moved_total":
+                moved = s.value
+            elif s.name == "sagemaker_sessions_affinity_unavailable_total":
+                unavailable = s.value
+    return live, moved, unavailable
 
 
 def live_session_dirs(front):
@@ -384,6 +405,9 @@ def test_engine_owned_home_killed_gives_503_naming_the_session(cluster):
     r = close(front, lost[0])
     assert r.status == 503, r
     assert lost[0] in detail(r), r
+    live, moved, unavailable = affinity_metrics(front)
+    assert unavailable == 2 * len(lost) + 1 and moved == 0, (moved, unavailable)
+    assert live == {rep.address: 10 for rep in reps}, live
     assert read_home(front.sessions_path, lost[0]) == reps[1].address, "a failed CLOSE keeps the home"
     warns = log_lines_since(front.error_log, offset, "warn")
     assert warns, front.error_log[offset:]
@@ -425,6 +449,10 @@ def test_builtin_home_killed_moves_each_session_to_one_live_replica(cluster):
     infos = log_lines_since(front.error_log, offset, "info")
     for sid in lost:
         assert any(sid in l for l in infos), (sid, infos)
+    live, moved_total, unavailable = affinity_metrics(front)
+    assert moved_total == len(lost) and unavailable == 0, (moved_total, unavailable)
+    assert live[reps[1].address] == 0, live
+    assert sum(live.values()) == len(sids), live
     for sid in sids:
         if sid not in moved:
             assert served_by(invoke(front, sid), sid, "builtin") == homes[sid]
