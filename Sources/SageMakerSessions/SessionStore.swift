@@ -155,7 +155,8 @@ public final class SessionStore {
     /// that cannot be) is not found.
     public func lookup(engineSession id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
         if let key = SessionKey(id) { return try lookup(key, String(decoding: id, as: UTF8.self), now: now) }
-        guard let name = EngineSessionName(id) else { return .notFound }
+        guard let name = EngineSessionName(unchecked: id) else { return .notFound }
+        if engineCache.entry(of: name) == nil, !name.isStorable { return .notFound }
         return try lookup(name, in: engineCache, name.text, now: now)
     }
 

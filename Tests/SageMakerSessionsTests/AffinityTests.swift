@@ -166,11 +166,35 @@ final class AffinityTests: TempDirectoryTestCase {
     func testEngineIdsThatCannotBeDirectoriesAreNotRecorded() throws {
         let s = store()
         let a = try XCTUnwrap(s.homes.intern("a:1"))
-        for id in ["", ".hidden", "../up", "a/b", "sp ace", String(repeating: "x", count: 129), "ümlaut"] {
+        for id in ["", ".hidden", "../up", "a/b", "sp ace", String(repeating: "x", count: 65), "ümlaut", "a\u{0}b"] {
             XCTAssertNil(try bytes(id).withUnsafeBytes { try s.record(engineSession: $0, home: a, now: t0) }, id)
             XCTAssertEqual(try bytes(id).withUnsafeBytes { try s.lookup(engineSession: $0, now: t0) }, .notFound, id)
         }
         XCTAssertEqual(TestFS.entries(root), [])
+    }
+
+    func testEngineSessionNamesAreKeptByTheirBytes() throws {
+        func name(_ text: String) -> EngineSessionName? {
+            Array(text.utf8).withUnsafeBytes { EngineSessionName($0) }
+        }
+        let hex = "4944601d7977473b8a80b4ede8db7da0"
+        XCTAssertEqual(name(hex)?.text, hex)
+        XCTAssertEqual(name(String(repeating: "z", count: 64))?.text, String(repeating: "z", count: 64))
+        XCTAssertEqual(name("A-b_c.d:9")?.text, "A-b_c.d:9")
+        for bad in ["", ".x", String(repeating: "z", count: 65), "a b", "a/b", "é", "a\u{7f}", "a+b", "a@b", "[x]"] {
+            XCTAssertNil(name(bad), bad)
+        }
+        // the same bytes are the same key, whatever memory they came from; a
+        // prefix, a longer id or one byte changed is another
+        let a = try XCTUnwrap(name(hex)), same = try XCTUnwrap(name(String(hex)))
+        XCTAssertEqual(a, same)
+        XCTAssertEqual(a.hashValue, same.hashValue)
+        for other in [String(hex.dropLast()), hex + "0", "5" + hex.dropFirst()] {
+            XCTAssertNotEqual(a, try XCTUnwrap(name(other)), other)
+        }
+        // a key made unchecked from bytes that are not storable is never stored
+        let unchecked = try XCTUnwrap(Array("../x".utf8).withUnsafeBytes { EngineSessionName(unchecked: $0) })
+        XCTAssertFalse(unchecked.isStorable)
     }
 
     func testHomesAreCountedFromTheFiles() throws {
