@@ -1,13 +1,12 @@
 /// The engine replica a session's requests go to, by the address written on
 /// its `server` line ("127.0.0.1:30001"): reordering or adding servers moves
-/// no session. Its name is kept once by `Homes`, so that a home is that
-/// memory: compared by address, and handed to nginx without a copy.
+/// no session. Its name is kept once by `Homes`, after a byte holding its
+/// length, so that a home is one pointer (a cached session carries it in
+/// eight bytes): compared by address, and handed to nginx without a copy.
 public struct Home: Hashable {
-    public let name: UnsafeRawBufferPointer
+    let kept: UnsafePointer<UInt8>
 
-    public static func == (a: Home, b: Home) -> Bool { a.name.baseAddress == b.name.baseAddress }
-
-    public func hash(into hasher: inout Hasher) { hasher.combine(name.baseAddress) }
+    public var name: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: kept + 1, count: Int(kept[0])) }
 
     public var text: String { String(decoding: name, as: UTF8.self) }
 }
@@ -27,7 +26,7 @@ public final class Homes {
     public init() {}
 
     deinit {
-        for home in byName.values { UnsafeMutableRawBufferPointer(mutating: home.name).deallocate() }
+        for home in byName.values { UnsafeMutablePointer(mutating: home.kept).deallocate() }
     }
 
     /// nil for an empty or too long name.
@@ -35,9 +34,10 @@ public final class Homes {
         guard !name.isEmpty, name.count <= Homes.maxLength else { return nil }
         let bytes = [UInt8](name)
         if let home = byName[bytes] { return home }
-        let kept = UnsafeMutableRawBufferPointer.allocate(byteCount: name.count, alignment: 1)
-        kept.copyMemory(from: name)
-        let home = Home(name: UnsafeRawBufferPointer(kept))
+        let kept = UnsafeMutablePointer<UInt8>.allocate(capacity: name.count + 1)
+        kept[0] = UInt8(name.count)
+        UnsafeMutableRawBufferPointer(start: kept + 1, count: name.count).copyMemory(from: name)
+        let home = Home(kept: kept)
         byName[bytes] = home
         return home
     }

@@ -5,7 +5,9 @@ public enum Decision {
     /// Pass the request on with this body instead of the client's: the
     /// client's bytes with new ones spliced in.
     case passWithBody([JSONSplice.Piece])
-    case answer(Answer)
+    /// Boxed: an answer is large and rare, and a request passed on should
+    /// not carry its room (nor pay to destroy it).
+    indirect case answer(Answer)
     /// Hand the session request to the engine: a POST of this body to the
     /// handler's URI, whose answer comes back to `answer(_:sessionID:response:)`;
     /// a CLOSE of a session with a home, to its home.

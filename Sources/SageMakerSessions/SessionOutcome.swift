@@ -59,7 +59,7 @@ public enum SessionOutcome: Int32, CaseIterable {
 
     /// The outcome of a decision: the one its answer carries, or the one of
     /// a request passed on; none while the engine has yet to answer.
-    @inlinable
+    @inline(__always)
     public static func of(_ decision: Decision, header: UnsafeRawBufferPointer?,
                           engineOwnsSessions: Bool) -> SessionOutcome {
         switch decision {

@@ -146,8 +146,9 @@ public final class SessionStore {
     /// Only canonical ids are cached: one that is found was checked when
     /// it was stored; any other is checked before its path is built.
     func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
-        if cache.entry(of: key) == nil, !key.isCanonical { return .notFound }
-        return try lookup(key, in: cache, id(), now: now)
+        let known = cache.entry(of: key)
+        if known == nil, !key.isCanonical { return .notFound }
+        return try lookup(key, known, in: cache, id(), now: now)
     }
 
     /// An engine's session, recorded when it got a home: by the UUID cache
@@ -156,14 +157,18 @@ public final class SessionStore {
     public func lookup(engineSession id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
         if let key = SessionKey(id) { return try lookup(key, String(decoding: id, as: UTF8.self), now: now) }
         guard let name = EngineSessionName(unchecked: id) else { return .notFound }
-        if engineCache.entry(of: name) == nil, !name.isStorable { return .notFound }
-        return try lookup(name, in: engineCache, name.text, now: now)
+        let known = engineCache.entry(of: name)
+        if known == nil, !name.isStorable { return .notFound }
+        return try lookup(name, known, in: engineCache, name.text, now: now)
     }
 
     /// `key` names an entry that may be read: canonical, or checked as a name.
-    private func lookup<Key>(_ key: Key, in cache: SessionCache<Key>, _ id: @autoclosure () -> String,
-                             now: Double) throws(SystemError) -> Lookup {
-        var known = cache.entry(of: key)
+    /// `key` names an entry that may be read: canonical, or checked as a
+    /// name. `cached` is what the cache holds of it.
+    @inline(__always)
+    private func lookup<Key>(_ key: Key, _ cached: Cached?, in cache: SessionCache<Key>,
+                             _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
+        var known = cached
         if known == nil {
             let id = id()
             known = try cache.remember(key, directory: directory(of: id)) { () throws(SystemError) -> Cached? in

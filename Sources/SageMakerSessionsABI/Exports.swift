@@ -206,9 +206,10 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     let r = request.pointee
     let body = RequestBody(count: r.body == nil ? 0 : r.nbody) { bytes(r.body[$0]) }
     let decision = decide(store, location, header(r), body, repeatedHeader: r.session_ids > 1)
-    let written = write(decision, to: output) { alloc(pool, $0) }
+    // told before the decision is written, which then consumes it
     let outcome = SessionOutcome.of(decision, header: header(r),
                                     engineOwnsSessions: borrow(location, as: Location.self) { $0.engineOwnsSessions } ?? false)
+    let written = write(decision, to: output) { alloc(pool, $0) }
     record(outcome, request: r, to: output)
     return written
 }
@@ -262,6 +263,7 @@ public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
 
 /// `output` arrives zeroed (the shim clears it), so only what the action
 /// uses is written: passing a request on writes one field.
+@inline(__always)
 func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
     switch decision {
@@ -270,35 +272,42 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
     case .relay:
         output.pointee.action = SMS_RELAY
     case .passWithBody(let pieces):
-        guard let list = allocate(max(pieces.count, 1) * MemoryLayout<sms_str_t>.stride)?
-            .bindMemory(to: sms_str_t.self, capacity: max(pieces.count, 1)) else { return -1 }
-        for (i, piece) in pieces.enumerated() {
-            switch piece {
-            case .original(let bytes):
-                list[i] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-            case .new(let bytes):
-                guard let copied = put(bytes, allocate) else { return -1 }
-                list[i] = copied
-            }
-        }
-        output.pointee.action = SMS_PASS_NEW_BODY
-        output.pointee.pieces = UnsafePointer(list)
-        output.pointee.npieces = pieces.count
+        return write(pieces, to: output, allocate)
     case .callEngine(let call, let document, let route):
         guard let bytes = document.dump(into: allocate) else { return -1 }
         output.pointee.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
         output.pointee.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
         if let route { write(route, to: output) }
     case .passSession(let route, let pieces):
-        if let pieces {
-            guard write(.passWithBody(pieces), to: output, allocate) == 0 else { return -1 }
-        } else {
-            output.pointee.action = SMS_PASS
-        }
         write(route, to: output)
+        guard let pieces else {
+            output.pointee.action = SMS_PASS
+            return 0
+        }
+        return write(pieces, to: output, allocate)
     case .answer(let answer):
         return write(answer, to: output, allocate)
     }
+    return 0
+}
+
+/// A body to pass on: the client's bytes where they lie, new ones copied.
+func write(_ pieces: [JSONSplice.Piece], to output: UnsafeMutablePointer<sms_decision_t>,
+           _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
+    guard let list = allocate(max(pieces.count, 1) * MemoryLayout<sms_str_t>.stride)?
+        .bindMemory(to: sms_str_t.self, capacity: max(pieces.count, 1)) else { return -1 }
+    for (i, piece) in pieces.enumerated() {
+        switch piece {
+        case .original(let bytes):
+            list[i] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        case .new(let bytes):
+            guard let copied = put(bytes, allocate) else { return -1 }
+            list[i] = copied
+        }
+    }
+    output.pointee.action = SMS_PASS_NEW_BODY
+    output.pointee.pieces = UnsafePointer(list)
+    output.pointee.npieces = pieces.count
     return 0
 }
 
