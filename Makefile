@@ -8,6 +8,7 @@
 #                 AddressSanitizer: no memory error, no leak (see README)
 #   make bench    the module's cost per request, against plain nginx and the
 #                 Python library (writes bench/results.md)
+#   make callgrind  the same cost in instructions a request, steady on a busy machine
 #   make consistency  a minute of sessions created, used and closed at
 #                 saturation, with a reload: no inconsistent answer
 #                 (writes Tests/load/results.md)
@@ -102,6 +103,13 @@ bench-deps: pip-deps
 
 bench: build bench-deps
 	$(PYTHON) bench/bench.py
+
+# the module's cost in instructions a request (callgrind), which a busy
+# machine does not change: affinity and the status counters included
+.PHONY: callgrind
+callgrind: build bench-deps
+	@command -v valgrind >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind)
+	$(PYTHON) bench/callgrind.py
 
 # one minute of create/use/close at saturation with a reload half way: every
 # inconsistent answer counted (must be 0); writes Tests/load/results.md

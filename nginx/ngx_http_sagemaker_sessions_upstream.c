@@ -54,6 +54,7 @@ typedef struct {
     ngx_http_sagemaker_sessions_ctx_t      *ctx;
     ngx_log_t                              *log;
     uintptr_t                              *tried;
+    uintptr_t                               data;   /* tried, up to 64 */
 } ngx_http_sagemaker_sessions_peer_data_t;
 
 
@@ -223,11 +224,17 @@ ngx_http_sagemaker_sessions_init_peer(ngx_http_request_t *r,
     peers = sp->rrp.peers;
     n = peers->number + (peers->next ? peers->next->number : 0);
 
-    sp->tried = ngx_pcalloc(r->pool, (n + 8 * sizeof(uintptr_t) - 1)
-                                     / (8 * sizeof(uintptr_t))
-                                     * sizeof(uintptr_t));
-    if (sp->tried == NULL) {
-        return NGX_ERROR;
+    if (n <= 8 * sizeof(uintptr_t)) {
+        sp->data = 0;
+        sp->tried = &sp->data;
+
+    } else {
+        sp->tried = ngx_pcalloc(r->pool, (n + 8 * sizeof(uintptr_t) - 1)
+                                         / (8 * sizeof(uintptr_t))
+                                         * sizeof(uintptr_t));
+        if (sp->tried == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     r->upstream->peer.get = ngx_http_sagemaker_sessions_get_peer;

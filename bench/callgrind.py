@@ -1,0 +1,133 @@
+"""`make callgrind`: the module's cost per request in instructions, which a
+busy machine does not change (wall-clock ratios swing by tens of percent on a
+shared one).
+
+The front nginx runs as one process (master_process off) under valgrind's
+callgrind; three replicas (a second nginx) answer at once. For each path, wrk
+sends the same requests to the module and to plain round robin over the same
+replicas (same URI, on a second port of the same worker), counters zeroed
+before and dumped after each run; a row is the median over REPEATS of the
+module's instructions per request minus plain's.
+
+Paths: a valid built-in session without affinity (`upstream replicas_rr`), a
+built-in session and an engine-owned session with `sagemaker_session_affinity`,
+and the valid session again with a `sagemaker_sessions_status` location (its
+shared counters attached) against the same without one.
+"""
+
+import glob
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench as b  # noqa: E402
+
+CONNECTIONS = 8
+SECONDS = 3
+REPEATS = int(os.environ.get("CALLGRIND_REPEATS", "3"))
+
+
+def front(work, sessions, ports, port, plain_port, status):
+    text = b.affinity_conf(work, sessions, ports, port, plain_port)
+    extra = [b.proxy_location("/valid", "sagemaker_session_manager;").replace("http://engine", "http://replicas_rr")]
+    if status:
+        extra.append("        location = /status { sagemaker_sessions_status; }")
+    text = text.replace("        location = /open {", "\n".join(extra) + "\n        location = /open {", 1)
+    text = text.replace(f"listen 127.0.0.1:{plain_port};",
+                        f"listen 127.0.0.1:{plain_port}; location = /valid {{ proxy_http_version 1.1; "
+                        'proxy_set_header Connection ""; proxy_pass http://replicas_rr; }', 1)
+    return text.replace("daemon off;", "daemon off;\nmaster_process off;", 1)
+
+
+def run(status):
+    """{path: [module minus plain, instructions per request]} for one front."""
+    work = tempfile.mkdtemp(prefix="sms-callgrind-")
+    os.chmod(work, 0o755)
+    shm = tempfile.mkdtemp(prefix="sms-callgrind-", dir="/dev/shm")
+    os.chmod(shm, 0o755)
+    out = os.path.join(work, "callgrind")
+    os.makedirs(out)
+    sessions = os.path.join(shm, "sessions")
+    os.makedirs(sessions)
+    ports = [b.free_port() for _ in range(3)]
+    port, plain_port = b.free_port(), b.free_port()
+    try:
+        stub = os.path.join(work, "replicas.conf")
+        with open(stub, "w") as f:
+            f.write(b.replicas_stub_conf(work, ports))
+        b.start(["nginx", "-p", work, "-c", stub, "-e", os.path.join(work, "replicas.log")], ports[0], cpu=None)
+        conf = os.path.join(work, "front.conf")
+        with open(conf, "w") as f:
+            f.write(front(work, sessions, ports, port, plain_port, status))
+        proc = b.start(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", "--dump-instr=no",
+                        "nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], port, cpu=None)
+        builtin = b.new_session(port, "/invocations")
+        engine = b.new_session(port, "/generate")
+        scripts = {sid: b.script(work, f"s{i}", b.POST_LUA % (b.BODY, f'wrk.headers["{b.SESSION}"] = "{sid}"'))
+                   for i, sid in enumerate((builtin, engine))}
+        paths = {"/valid": builtin, "/invocations": builtin, "/generate": engine}
+
+        def instructions(url, lua):
+            subprocess.run(["callgrind_control", "--zero", str(proc.pid)], capture_output=True)
+            text = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-s", lua, url],
+                                  capture_output=True, text=True).stdout
+            if "Non-2xx" in text:
+                sys.exit(f"{url}: answers other than 2xx\n{text}")
+            requests = int(re.search(r"(\d+) requests in", text).group(1))
+            time.sleep(0.3)
+            subprocess.run(["callgrind_control", "--dump", str(proc.pid)], capture_output=True)
+            time.sleep(0.5)
+            dump = max(glob.glob(out + "/cg.*"), key=os.path.getmtime)
+            with open(dump) as f:
+                total = int(re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M).group(1))
+            os.remove(dump)
+            return total / requests
+
+        for path, sid in paths.items():   # warm-up: pages touched, tables made
+            for p in (port, plain_port):
+                subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", "-d1s", "-s", scripts[sid],
+                                f"http://127.0.0.1:{p}{path}"], capture_output=True)
+        got = {}
+        for _ in range(REPEATS):
+            for path, sid in paths.items():
+                plain = instructions(f"http://127.0.0.1:{plain_port}{path}", scripts[sid])
+                module = instructions(f"http://127.0.0.1:{port}{path}", scripts[sid])
+                got.setdefault(path, []).append(module - plain)
+        return got
+    finally:
+        b.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(shm, ignore_errors=True)
+
+
+def main():
+    if not shutil.which("valgrind") or not shutil.which("wrk"):
+        sys.exit("callgrind.py needs valgrind and wrk (make callgrind installs them)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    plain = run(status=False)
+    counted = run(status=True)
+    median = statistics.median
+    runs = [
+        ("valid built-in session, no affinity", plain["/valid"]),
+        ("built-in session with affinity", plain["/invocations"]),
+        ("engine-owned session with affinity", plain["/generate"]),
+        ("valid session, with a status location (counters)", counted["/valid"]),
+    ]
+    rows = [(name, median(values)) for name, values in runs]
+    print(f"instructions a request over plain round robin of the same request (callgrind, median of {REPEATS}):")
+    for (name, value), (_, values) in zip(rows, runs):
+        print(f"  {name:<52} {value:>7,.0f}   ({', '.join(f'{v:,.0f}' for v in values)})")
+    print(f"  {'affinity, built-in, over the module without it':<52} {rows[1][1] - rows[0][1]:>+7,.0f}")
+    print(f"  {'the status counters, over the module without them':<52} {rows[3][1] - rows[0][1]:>+7,.0f}")
+
+
+if __name__ == "__main__":
+    main()
