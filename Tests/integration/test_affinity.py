@@ -101,6 +101,15 @@ def served_by(r, sid, mode):
     return r.header("X-Replica")
 
 
+def three_invocations(front, sid, mode):
+    """(session, replica that served it, worker) of 3 invocations of `sid`."""
+    out = []
+    for n in range(3):
+        r = invoke(front, sid, n)
+        out.append((sid, served_by(r, sid, mode), r.header("X-Worker")))
+    return out
+
+
 def close(front, sid):
     return front.request({"requestType": "CLOSE"}, {SESSION: sid})
 
@@ -172,14 +181,7 @@ def test_engine_owned_sessions_are_opened_evenly_and_every_request_reaches_the_h
         assert started + 1200 - 2 <= read_expiration(front.sessions_path, sid) <= time.time() + 1200 + 1
 
     # 3 invocations of each: every one at its home, none refused
-    def use_session(sid):
-        out = []
-        for n in range(3):
-            r = invoke(front, sid, n)
-            out.append((sid, served_by(r, sid, "engine"), r.header("X-Worker")))
-        return out
-
-    answers = [a for batch in pmap(use_session, list(homes)) for a in batch]
+    answers = [a for batch in pmap(lambda sid: three_invocations(front, sid, "engine"), list(homes)) for a in batch]
     misrouted = [(sid, got) for sid, got, _ in answers if got != homes[sid]]
     assert misrouted == []
     assert len({worker for _, _, worker in answers}) == 2, "both workers served sessions"
@@ -216,14 +218,7 @@ def test_builtin_sessions_pick_a_home_evenly_and_stay_there(cluster):
     for sid in sids[:10]:
         assert read_home(front.sessions_path, sid) is None, "no home before the first invocation"
 
-    def use_session(sid):
-        out = []
-        for n in range(3):
-            r = invoke(front, sid, n)
-            out.append((sid, served_by(r, sid, "builtin"), r.header("X-Worker")))
-        return out
-
-    answers = [a for batch in pmap(use_session, sids) for a in batch]
+    answers = [a for batch in pmap(lambda sid: three_invocations(front, sid, "builtin"), sids) for a in batch]
     by_session = collections.defaultdict(set)
     for sid, got, _ in answers:
         by_session[sid].add(got)
