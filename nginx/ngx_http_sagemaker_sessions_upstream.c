@@ -818,9 +818,20 @@ ngx_http_sagemaker_sessions_unavailable_body(ngx_http_request_t *r,
 }
 
 
+/* only where an upstream has affinity: no other request pays for them */
+
 ngx_int_t
 ngx_http_sagemaker_sessions_affinity_filter_init(ngx_conf_t *cf)
 {
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                        ngx_http_sagemaker_sessions_module);
+
+    if (smcf->affinity_zone == NULL) {
+        return NGX_OK;
+    }
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_sagemaker_sessions_unavailable_header;
 

@@ -110,7 +110,7 @@ final class ExpirySweep {
         } else if store.affinity, EngineSessionName(entryName: name) != nil {
             // an engine session recorded for its home: only once expired
             if let expiresAt = try? store.expiration(of: name), now > expiresAt {
-                store.retire(name)
+                store.retireExpired(name)
             }
         }
     }

@@ -69,15 +69,26 @@ enum FileSystem {
 
     /// Reads a small file whole; files larger than `limit` are an error.
     /// Never waits: a FIFO another process put in its place reads as empty.
-    static func readSmallFile(_ path: String, in dir: Int32 = AT_FDCWD, limit: Int = 4096) throws(SystemError) -> [UInt8] {
+    /// With `regularOnly`, anything but a regular file is EINVAL, and a file
+    /// larger than `limit` is refused before it is read (one `fstat` more).
+    static func readSmallFile(_ path: String, in dir: Int32 = AT_FDCWD, limit: Int = 4096,
+                              regularOnly: Bool = false) throws(SystemError) -> [UInt8] {
         let fd = openat(dir, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         if fd < 0 { throw .current }
         defer { close(fd) }
+        var wanted = limit
+        if regularOnly {
+            var st = stat()
+            if fstat(fd, &st) != 0 { throw .current }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError(EINVAL) }
+            guard st.st_size <= limit else { throw SystemError(EFBIG) }
+            wanted = Int(st.st_size)  // one byte more shows a file that grew since
+        }
         var failure: Int32 = 0
-        let out = [UInt8](unsafeUninitializedCapacity: limit + 1) { buffer, count in
+        let out = [UInt8](unsafeUninitializedCapacity: wanted + 1) { buffer, count in
             var total = 0
-            while total <= limit, let base = buffer.baseAddress {
-                let n = read(fd, base + total, limit + 1 - total)
+            while total <= wanted, let base = buffer.baseAddress {
+                let n = read(fd, base + total, wanted + 1 - total)
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = errno

@@ -20,7 +20,14 @@ public enum SessionError: Error, Equatable {
     /// An engine session's home replica cannot be reached: no other holds it.
     case homeUnavailable(id: String, home: String)
 
+    /// The one answer, carrying the request's outcome.
     public var answer: Answer {
+        var answer = reply
+        answer.outcome = outcome
+        return answer
+    }
+
+    private var reply: Answer {
         switch self {
         case .disabled:
             return .error(400, "Invalid payload. stateful sessions not enabled",

@@ -59,7 +59,7 @@ public struct SessionManager {
 
     /// With any engine handler, the engine owns its sessions: invocations are
     /// not checked against the built-in store.
-    var engineOwnsSessions: Bool { createHandler != nil || closeHandler != nil }
+    public var engineOwnsSessions: Bool { createHandler != nil || closeHandler != nil }
 
     /// - Parameters:
     ///   - sessionID: the session header's bytes, nil when there is none.
@@ -82,7 +82,7 @@ public struct SessionManager {
         do {
             return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now)
         } catch {
-            return .answer(error.answerWithOutcome)
+            return .answer(error.answer)
         }
     }
 
@@ -248,21 +248,18 @@ public struct SessionManager {
     /// upstream has session affinity.
     public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse, home: Home? = nil,
                        now: Double = WallClock.now()) -> Decision {
-        guard response.complete else { return .answer(SessionError.engineUnreadable.answerWithOutcome) }
+        guard response.complete else { return .answer(SessionError.engineUnreadable.answer) }
         guard response.status == 200 else { return .relay }
         switch call {
         case .create:
             guard let handler = createHandler, let id = response.sessionID(at: handler.responsePath) else {
-                return .answer(SessionError.engineSessionIDMissing.answerWithOutcome)
+                return .answer(SessionError.engineSessionIDMissing.answer)
             }
-            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answerWithOutcome) }
+            guard HeaderValue.isSafe(id) else { return .answer(SessionError.engineSessionIDUnsafe(id).answer) }
             if let home, let store, store.affinity {
                 return .answer(recorded(id, home: home, in: store, now: now))
             }
-            return .answer(Answer(status: 200, contentType: Answer.text,
-                                  header: (Answer.newSessionIDHeader, id),
-                                  body: "Successfully created session: \(id)",
-                                  log: (.info, "engine created session \(id)"), outcome: .createdEngine))
+            return .answer(engineCreated(id, header: id, log: (.info, "engine created session \(id)")))
         case .close:
             let id = String(decoding: sessionID ?? [], as: UTF8.self)
             if store?.affinity ?? false {
@@ -294,17 +291,17 @@ extension SessionManager {
         }
         guard let created else {
             let why = failure.map { "cannot be kept: \($0)" } ?? "is not a name the module can keep"
-            return Answer(status: 200, contentType: Answer.text, header: (Answer.newSessionIDHeader, id),
-                          body: "Successfully created session: \(id)",
-                          log: (failure == nil ? .warn : .error,
-                                "engine created session \(id) on \(homeName); the id \(why), so its requests are not sent to its home"),
-                          outcome: .createdEngine)
+            return engineCreated(id, header: id, log: (failure == nil ? .warn : .error,
+                "engine created session \(id) on \(homeName); the id \(why), so its requests are not sent to its home"))
         }
         let expires = UTCTimestamp.format(unixSeconds: created.expiresAt)
-        return Answer(status: 200, contentType: Answer.text,
-                      header: (Answer.newSessionIDHeader, Text.concat(id, "; Expires=", expires)),
-                      body: "Successfully created session: \(id)",
-                      log: (.info, Text.concat("engine created session ", id, " on ", homeName, ", expires ", expires)),
-                      outcome: .createdEngine)
+        return engineCreated(id, header: Text.concat(id, "; Expires=", expires),
+                             log: (.info, Text.concat("engine created session ", id, " on ", homeName, ", expires ", expires)))
+    }
+
+    /// The client's answer to a session the engine created.
+    func engineCreated(_ id: String, header: String, log: (Answer.LogLevel, String)) -> Answer {
+        Answer(status: 200, contentType: Answer.text, header: (Answer.newSessionIDHeader, header),
+               body: "Successfully created session: \(id)", log: log, outcome: .createdEngine)
     }
 }

@@ -71,11 +71,6 @@ public enum SessionOutcome: Int32, CaseIterable {
     }
 }
 
-extension SessionManager {
-    /// With engine handlers, invocations are passed on unchecked.
-    public var passesEngineSessions: Bool { engineOwnsSessions }
-}
-
 extension SessionStore {
     /// Sessions in the store now: the sessions directory's subdirectories
     /// (one `stat`), or where the file system does not count them, its
@@ -110,12 +105,5 @@ extension SessionError {
         case .engineSessionIDMissing, .engineSessionIDUnsafe, .engineUnreadable, .homeUnavailable: return .engineError
         case .outOfMemory: return .none  // not the session's doing
         }
-    }
-
-    /// The answer, carrying the outcome.
-    public var answerWithOutcome: Answer {
-        var answer = self.answer
-        answer.outcome = outcome
-        return answer
     }
 }

@@ -99,26 +99,41 @@ public final class SessionStore {
     /// create cut short leaves an empty directory that the sweep removes.
     public func create(now: Double = WallClock.now(), id: String = SessionID.generate()) throws(SystemError) -> Created {
         guard !isFull() else { throw SystemError.limitReached }
+        return try make(id, home: nil, replacing: false, now: now)
+    }
+
+    /// A session's directory, its home if it has one, then its expiry.
+    /// `replacing`: one there already under this id is taken away first.
+    private func make(_ id: String, home: Home?, replacing: Bool, now: Double) throws(SystemError) -> Created {
         let expiresAt = now + Double(expiration)
         var (fd, prefix) = entries()
         var remadeRoot = false
         do {
             try FileSystem.makeDirectory(prefix + id, in: fd)
         } catch {
-            // The sessions directory itself is gone (removed by hand, by a
-            // cleanup job): made again, as at start-up, where the workers'
-            // user may (/dev/shm, /tmp); the sessions that were in it are gone.
-            // Or the one held open was replaced in this turn: the path decides.
-            guard error.code == ENOENT else { throw error }
-            sessionsDirectory.letGo()
-            if !FileSystem.isDirectory(root) {
-                try FileSystem.makeDirectories(root)
-                remadeRoot = true
+            switch error.code {
+            case EEXIST where replacing:
+                _ = try takeAway(id)
+            case ENOENT:
+                // The sessions directory itself is gone (removed by hand, by a
+                // cleanup job): made again, as at start-up, where the workers'
+                // user may (/dev/shm, /tmp); the sessions that were in it are gone.
+                // Or the one held open was replaced in this turn: the path decides.
+                sessionsDirectory.letGo()
+                if !FileSystem.isDirectory(root) {
+                    try FileSystem.makeDirectories(root)
+                    remadeRoot = true
+                }
+            default:
+                throw error
             }
             (fd, prefix) = entries()
             try FileSystem.makeDirectory(prefix + id, in: fd)
         }
         do {
+            if let home {
+                try FileSystem.createFile(prefix + id + "/" + SessionStore.homeFile, in: fd, bytes: home.text)
+            }
             try FileSystem.createFile(prefix + id + "/" + SessionStore.expirationFile, in: fd,
                                       bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
         } catch {
@@ -126,6 +141,7 @@ public final class SessionStore {
             throw error
         }
         sessionsDirectory.added()
+        homes.count(home, 1)
         return Created(id: id, expiresAt: expiresAt, remadeRoot: remadeRoot)
     }
 
@@ -162,7 +178,6 @@ public final class SessionStore {
         return try lookup(name, known, in: engineCache, name.text, now: now)
     }
 
-    /// `key` names an entry that may be read: canonical, or checked as a name.
     /// `key` names an entry that may be read: canonical, or checked as a
     /// name. `cached` is what the cache holds of it.
     @inline(__always)
@@ -250,33 +265,7 @@ public final class SessionStore {
     public func record(engineSession id: UnsafeRawBufferPointer, home: Home,
                        now: Double = WallClock.now()) throws(SystemError) -> Created? {
         guard let name = EngineSessionName(id) else { return nil }
-        let expiresAt = now + Double(expiration)
-        var (fd, prefix) = entries()
-        do {
-            try FileSystem.makeDirectory(prefix + name.text, in: fd)
-        } catch {
-            switch error.code {
-            case EEXIST: _ = try takeAway(name.text)
-            case ENOENT:
-                sessionsDirectory.letGo()
-                if !FileSystem.isDirectory(root) { try FileSystem.makeDirectories(root) }
-            default: throw error
-            }
-            (fd, prefix) = entries()
-            try FileSystem.makeDirectory(prefix + name.text, in: fd)
-        }
-        do {
-            try FileSystem.createFile(prefix + name.text + "/" + SessionStore.homeFile, in: fd,
-                                      bytes: home.text)
-            try FileSystem.createFile(prefix + name.text + "/" + SessionStore.expirationFile, in: fd,
-                                      bytes: UTCTimestamp.jsonNumber(unixSeconds: expiresAt))
-        } catch {
-            try? FileSystem.removeTree(prefix + name.text, in: fd)
-            throw error
-        }
-        sessionsDirectory.added()
-        homes.count(home, 1)
-        return Created(id: name.text, expiresAt: expiresAt)
+        return try make(name.text, home: home, replacing: true, now: now)
     }
 
     /// An engine session the engine closed: its record and home go too.

@@ -52,7 +52,7 @@ public enum SessionValue {
         let path = store.directory(of: sid) + "/" + file
         let bytes: [UInt8]
         do {
-            bytes = try readFile(path)
+            bytes = try FileSystem.readSmallFile(path, limit: maxBytes, regularOnly: true)
         } catch {
             switch error.code {
             case ENOENT, ENOTDIR: return Found()
@@ -79,37 +79,5 @@ public enum SessionValue {
         }
         guard let dumped = json.dumped() else { return nil }
         return Array(dumped.utf8)
-    }
-
-    /// A regular file of at most `maxBytes`, read whole; EINVAL for anything
-    /// else than a regular file, ELOOP for a symbolic link, EFBIG when larger.
-    static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        if fd < 0 { throw .current }
-        defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw .current }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError(EINVAL) }
-        guard st.st_size <= maxBytes else { throw SystemError(EFBIG) }
-        // the file may grow between fstat and read: one byte more shows it
-        let capacity = Int(st.st_size) + 1
-        var failure: Int32 = 0
-        let out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            var total = 0
-            while total < capacity, let base = buffer.baseAddress {
-                let n = Glibc.read(fd, base + total, capacity - total)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    break
-                }
-                if n == 0 { break }
-                total += n
-            }
-            count = total
-        }
-        if failure != 0 { throw SystemError(failure) }
-        if out.count > maxBytes { throw SystemError(EFBIG) }
-        return out
     }
 }

@@ -150,7 +150,7 @@ final class Location {
 
     init(_ configured: SessionManager) {
         self.configured = configured
-        self.engineOwnsSessions = configured.passesEngineSessions
+        self.engineOwnsSessions = configured.engineOwnsSessions
     }
 
     deinit { bound?.release() }
@@ -158,6 +158,16 @@ final class Location {
     func decide(_ store: UnsafeMutableRawPointer?, _ header: UnsafeRawBufferPointer?, _ body: RequestBody,
                 repeatedHeader: Bool) -> Decision {
         joined(store)._withUnsafeGuaranteedRef { $0.decide(header, body, repeatedHeader: repeatedHeader) }
+    }
+
+    /// The manager joined to this cycle's store, which the engine's answer
+    /// to a create may record a session in.
+    func answer(_ store: UnsafeMutableRawPointer?, _ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse,
+                home: UnsafePointer<sms_str_t>?) -> Decision {
+        joined(store)._withUnsafeGuaranteedRef { bound in
+            let replica = home.flatMap { $0.pointee.data == nil ? nil : bound.manager.store?.homes.intern(bytes($0.pointee)) }
+            return bound.manager.answer(call, sessionID: sessionID, response: response, home: replica)
+        }
     }
 
     private func joined(_ store: UnsafeMutableRawPointer?) -> Unmanaged<Bound> {
@@ -228,16 +238,13 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
         for i in 0..<e.nheaders { headers.append((string(list[i].name), string(list[i].value))) }
     }
     let captured = EngineResponse(complete: e.complete != 0, status: Int(e.status), headers: headers, body: bytes(e.body))
-    let sessions = object(store, as: SessionStore.self)
-    let manager = object(location, as: Location.self)?.configured ?? SessionManager(store: nil, injectPath: nil)
-    let answering = SessionManager(store: sessions, injectPath: manager.injectPath,
-                                   createHandler: manager.createHandler, closeHandler: manager.closeHandler)
-    let replica = home.flatMap { $0.pointee.data == nil ? nil : sessions?.homes.intern(bytes($0.pointee)) }
-    let decision = answering.answer(call == SMS_CALL_CLOSE ? .close : .create,
-                                    sessionID: header(request.pointee).map { Array($0) }, response: captured,
-                                    home: replica)
+    let engineCall: EngineCall = call == SMS_CALL_CLOSE ? .close : .create
+    let sessionID = header(request.pointee).map { Array($0) }
+    let decision = borrow(location, as: Location.self) {
+        $0.answer(store, engineCall, sessionID: sessionID, response: captured, home: home)
+    } ?? SessionManager(store: nil, injectPath: nil).answer(engineCall, sessionID: sessionID, response: captured)
     let written = write(decision, to: output) { alloc(pool, $0) }
-    Metrics.engineCall(call == SMS_CALL_CLOSE ? .close : .create, status: Int(e.status), micros: e.duration_us)
+    Metrics.engineCall(engineCall, status: Int(e.status), micros: e.duration_us)
     var outcome = SessionOutcome.of(decision, header: nil, engineOwnsSessions: true)
     if outcome == .none { outcome = .engineError }
     record(outcome, request: request.pointee, to: output, newSession: call != SMS_CALL_CLOSE)
@@ -547,7 +554,7 @@ public func sms_home_unavailable(_ id: UnsafePointer<sms_str_t>?, _ home: Unsafe
                                  _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
                                  _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
     guard let id, let home, let alloc, let output else { return -1 }
-    let answer = SessionError.homeUnavailable(id: string(id.pointee), home: string(home.pointee)).answerWithOutcome
+    let answer = SessionError.homeUnavailable(id: string(id.pointee), home: string(home.pointee)).answer
     output.pointee.outcome = answer.outcome.rawValue
     return write(answer, to: output) { alloc(pool, $0) }
 }
