@@ -57,7 +57,7 @@ define apt_install
 	done; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing; \
 	fi
 endef
 
@@ -74,8 +74,16 @@ pip-deps:
 $(SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
 	$(SWIFT) build -c release --product SageMakerSessionsModule
 
+# The source tree last configured, rewritten only when NGINX_SRC names
+# another one: a build against another tree configures again.
+$(BUILD)/nginx-src: FORCE
+	@mkdir -p $(BUILD); [ "$$(cat $@ 2>/dev/null)" = "$(abspath $(NGINX_SRC))" ] || echo "$(abspath $(NGINX_SRC))" > $@
+
+.PHONY: FORCE
+FORCE:
+
 # nginx's module build needs a writable copy of its source tree.
-$(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config VERSION | apt-deps
+$(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure $(BUILD)/nginx-src nginx/config VERSION | apt-deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
 	    ./configure --with-compat --add-dynamic-module=$(CURDIR)/nginx > $(BUILD)/configure.log
