@@ -148,7 +148,7 @@ $(ASAN_SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
 	$(SWIFT) build -c release --scratch-path $(CURDIR)/.build-asan \
 	    --product SageMakerSessionsModule --sanitize=address -Xswiftc -g
 
-$(ASAN_BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure nginx/config VERSION | apt-deps
+$(ASAN_BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure $(BUILD)/nginx-src nginx/config VERSION | apt-deps
 	rm -rf $(ASAN_BUILD)/nginx && mkdir -p $(ASAN_BUILD) && cp -r $(NGINX_SRC) $(ASAN_BUILD)/nginx
 	cd $(ASAN_BUILD)/nginx && SMS_SWIFT_LIB=$(ASAN_SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
 	    ./configure --with-compat --with-cc=$(ASAN_CC) \
