@@ -16,6 +16,9 @@
 #                 with ASan and leak detection: no crash, hang, leak or wrong answer
 #   make deb      build/libnginx-mod-http-sagemaker-sessions_<VERSION>_amd64.deb,
 #                 built by Debian's tooling (debian/, dh_nginx), checked by lintian
+#   make deb DIST=trixie  Debian 13's package, built in a debootstrapped trixie
+#                 root: build/trixie/libnginx-mod-http-sagemaker-sessions_<VERSION>_amd64.deb
+#   make trixie   Debian 13's package tested in that root (Tests/packaging/test_trixie.py)
 #   make install  the module, its load_module snippet and the modules-enabled
 #                 link, in Debian's layout; DESTDIR and the NGINX_* paths below
 #                 change where (make uninstall removes them)
@@ -196,17 +199,21 @@ DEB_TREE       := $(DEB_WORK)/$(DEB_NAME)-$(DEB_VERSION)
 DEB_MAINTAINER := $(shell sed -n 's/^Maintainer: //p' debian/control)
 DEB_SOURCES    := $(shell find debian -type f) README.md docs/reference.md nginx/example.conf nginx/sglang.conf
 
+# debian/changelog for $(1), the distribution it is built for
+define deb_changelog
+	{ echo "$(DEB_NAME) ($(DEB_VERSION)) $(1); urgency=medium"; echo; \
+	  echo "  * Version $(DEB_VERSION) of the SageMaker stateful sessions module."; echo; \
+	  echo " -- $(DEB_MAINTAINER)  $$(git log -1 --format=%aD -- VERSION 2>/dev/null | grep . || date -R)"; \
+	} > $(2)
+endef
+
 .PHONY: deb lintian
-deb: $(DEB)
 
 $(DEB): $(SWIFT_LIB) $(SHIM_SOURCES) $(DEB_SOURCES) | deb-apt-deps
 	rm -rf $(DEB_WORK) && mkdir -p $(DEB_TREE)
 	cp -r debian nginx CInterop Sources Package.swift VERSION README.md docs $(DEB_TREE)/
 	rm -f $(DEB_TREE)/debian/changelog
-	{ echo "$(DEB_NAME) ($(DEB_VERSION)) bookworm; urgency=medium"; echo; \
-	  echo "  * Version $(DEB_VERSION) of the SageMaker stateful sessions module."; echo; \
-	  echo " -- $(DEB_MAINTAINER)  $$(git log -1 --format=%aD -- VERSION 2>/dev/null | grep . || date -R)"; \
-	} > $(DEB_TREE)/debian/changelog
+	$(call deb_changelog,bookworm,$(DEB_TREE)/debian/changelog)
 	cd $(DEB_TREE) && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
 	    unshare --mount --propagation private sh -ec ' \
 	        cp -a /usr/share/nginx/src $(DEB_WORK)/nginx-src; \
@@ -222,7 +229,51 @@ lintian: $(DEB)
 
 # `make packaging`: the package built and checked (Tests/packaging)
 packaging: deb pip-deps
-	$(PYTHON) -m pytest -q Tests/packaging
+	$(PYTHON) -m pytest -q Tests/packaging --ignore=Tests/packaging/test_trixie.py
+
+# --- Debian 13 (trixie) --------------------------------------------------------
+# `make deb DIST=trixie`: the same package built for Debian 13 inside a
+# debootstrapped trixie root (Tests/roots/debian-root.sh, kept in
+# build/roots/trixie), with trixie's own nginx-dev, dh_nginx, ABI pin
+# (nginx-abi-1.26.3-*) and NDK. The Swift library does not depend on nginx's
+# version: the one built here is bound into the root and passed in. The root's
+# /usr/share/nginx/src is replaced by a writable copy for the build only.
+ROOT_SH        := $(CURDIR)/Tests/roots/debian-root.sh
+TRIXIE         := $(BUILD)/trixie
+TRIXIE_DEB     := $(TRIXIE)/$(DEB_NAME)_$(DEB_VERSION)_amd64.deb
+TRIXIE_TREE    := $(TRIXIE)/deb/$(DEB_NAME)-$(DEB_VERSION)
+TRIXIE_BUILD_PACKAGES := build-essential debhelper dpkg-dev fakeroot lintian \
+                  nginx-dev libnginx-mod-http-ndk-dev libjansson-dev
+TRIXIE_SWIFT_LIB = $(realpath $(SWIFT_LIB))
+TRIXIE_SWIFT_STATIC = $(realpath $(SWIFT_STATIC))
+
+$(TRIXIE_DEB): $(SWIFT_LIB) $(SHIM_SOURCES) $(DEB_SOURCES) $(ROOT_SH)
+	$(ROOT_SH) trixie install $(TRIXIE_BUILD_PACKAGES)
+	rm -rf $(TRIXIE)/deb && mkdir -p $(TRIXIE_TREE)
+	cp -r debian nginx CInterop Sources Package.swift VERSION README.md docs $(TRIXIE_TREE)/
+	rm -f $(TRIXIE_TREE)/debian/changelog
+	$(call deb_changelog,trixie,$(TRIXIE_TREE)/debian/changelog)
+	SMS_ROOT_BIND="$(TRIXIE) $(dir $(TRIXIE_SWIFT_LIB)) $(TRIXIE_SWIFT_STATIC)" \
+	    $(ROOT_SH) trixie run sh -ec ' \
+	        rm -rf /tmp/nginx-src; cp -a /usr/share/nginx/src /tmp/nginx-src; \
+	        mount --bind /tmp/nginx-src /usr/share/nginx/src; \
+	        cd $(TRIXIE_TREE); \
+	        SMS_SWIFT_LIB=$(TRIXIE_SWIFT_LIB) SMS_SWIFT_STATIC=$(TRIXIE_SWIFT_STATIC) dpkg-buildpackage -b -us -uc' \
+	    > $(TRIXIE)/deb/build.log 2>&1 \
+	    || { tail -40 $(TRIXIE)/deb/build.log; echo "error: dpkg-buildpackage failed in the trixie root (nginx 1.26.3), see $(TRIXIE)/deb/build.log" >&2; exit 1; }
+	cp $(TRIXIE)/deb/$(notdir $(TRIXIE_DEB)) $@.tmp && mv -f $@.tmp $@
+	dpkg-deb --info $@
+	SMS_ROOT_BIND="$(TRIXIE)" $(ROOT_SH) trixie run lintian --fail-on error --info $@
+
+# make deb: Debian 12's package; make deb DIST=trixie: Debian 13's
+ifeq ($(DIST),trixie)
+deb: $(TRIXIE_DEB)
+else ifneq ($(filter-out bookworm,$(DIST)),)
+deb:
+	@echo "error: DIST=$(DIST): packages are built for bookworm (the default) and trixie" >&2; exit 1
+else
+deb: $(DEB)
+endif
 
 # --- make install --------------------------------------------------------------
 # Debian's layout by default; for another nginx set the paths, e.g.
