@@ -3,7 +3,8 @@
 #   make          build build/ngx_http_sagemaker_sessions_module.so
 #   make run      start nginx with the module in front of a demo engine
 #   make test     Swift unit tests, integration tests against real nginx, then
-#                 the Debian package built and checked (make packaging)
+#                 the Debian package built and checked (make packaging), then
+#                 Debian 13's package and nginx 1.30.6 in a trixie root (make trixie)
 #   make asan     the integration tests against the module built with
 #                 AddressSanitizer: no memory error, no leak (see README)
 #   make bench    the module's cost per request, against plain nginx and the
@@ -103,7 +104,7 @@ unit: | apt-deps
 integration: build pip-deps
 	$(PYTHON) -m pytest -q Tests/integration
 
-test: deps unit integration packaging
+test: deps unit integration packaging trixie
 
 run: build pip-deps
 	$(PYTHON) Tests/integration/demo.py
@@ -264,6 +265,43 @@ $(TRIXIE_DEB): $(SWIFT_LIB) $(SHIM_SOURCES) $(DEB_SOURCES) $(ROOT_SH)
 	cp $(TRIXIE)/deb/$(notdir $(TRIXIE_DEB)) $@.tmp && mv -f $@.tmp $@
 	dpkg-deb --info $@
 	SMS_ROOT_BIND="$(TRIXIE)" $(ROOT_SH) trixie run lintian --fail-on error --info $@
+
+# nginx 1.30.6: Debian unstable's nginx, nginx-dev and NDK packages, fetched
+# in the trixie root with a sources list of its own (the archive's sid Release
+# may be older than its Valid-Until), unpacked under build/sid/root; the
+# module is built against that nginx-dev tree into build/nginx-1.30.6/.
+# unstable's nginx needs OpenSSL 3.5, so it runs in the trixie root.
+SID            := $(BUILD)/sid
+SID_NGINX_VERSION := 1.30.6
+SID_SO         := $(BUILD)/nginx-$(SID_NGINX_VERSION)/$(MODULE).so
+SID_PACKAGES   := nginx nginx-common nginx-dev libnginx-mod-http-ndk libpcre2-8-0
+SID_APT        := -o Dir::Etc::SourceList=/var/lib/sms-sid/sources.list -o Dir::Etc::SourceParts=/dev/null \
+                  -o Dir::State::Lists=/var/lib/sms-sid/lists -o Dir::Cache=/var/cache/sms-sid \
+                  -o Acquire::Check-Valid-Until=false
+
+$(SID)/.unpacked: $(ROOT_SH)
+	rm -rf $(SID) && mkdir -p $(SID)/debs
+	SMS_ROOT_BIND="$(SID)" $(ROOT_SH) trixie run sh -ec ' \
+	    mkdir -p /var/lib/sms-sid/lists/partial /var/cache/sms-sid/archives/partial; \
+	    echo "deb http://deb.debian.org/debian sid main" > /var/lib/sms-sid/sources.list; \
+	    apt-get $(SID_APT) update -qq; \
+	    cd $(SID)/debs && apt-get $(SID_APT) download $(SID_PACKAGES)' > $(SID)/download.log 2>&1 \
+	    || { cat $(SID)/download.log; echo "error: unstable's nginx $(SID_NGINX_VERSION) packages could not be fetched" >&2; exit 1; }
+	for d in $(SID)/debs/*.deb; do dpkg-deb -x $$d $(SID)/root; done
+	@grep -q '"$(SID_NGINX_VERSION)"' $(SID)/root/usr/share/nginx/src/src/core/nginx.h \
+	    || { echo "error: unstable's nginx-dev is not nginx $(SID_NGINX_VERSION)" >&2; exit 1; }
+	touch $@
+
+$(SID_SO): $(SID)/.unpacked $(SWIFT_LIB) $(SHIM_SOURCES)
+	$(MAKE) BUILD=$(BUILD)/nginx-$(SID_NGINX_VERSION) NGINX_SRC=$(SID)/root/usr/share/nginx/src build \
+	    || { echo "error: the module does not build against nginx $(SID_NGINX_VERSION)" >&2; exit 1; }
+
+# `make trixie`: in the trixie root, Debian 13's package next to its stock
+# nginx 1.26.3, and unstable's nginx 1.30.6 with the module built for it
+.PHONY: trixie
+trixie: $(TRIXIE_DEB) $(SID_SO) pip-deps
+	$(ROOT_SH) trixie install nginx libnginx-mod-http-ndk
+	$(PYTHON) -m pytest -q Tests/packaging/test_trixie.py
 
 # make deb: Debian 12's package; make deb DIST=trixie: Debian 13's
 ifeq ($(DIST),trixie)

@@ -8,7 +8,7 @@
 # `run` chroots in a mount and PID namespace of its own: /proc, /dev and a
 # fresh /dev/shm are mounted there and vanish with it, and so does every
 # process CMD leaves behind. The network is the host's, so a server started
-# inside answers on the host's 127.0.0.1.
+# inside answers on the host's 127.0.0.1. Killing `run` (SIGTERM) kills CMD.
 #
 # Environment:
 #   SMS_ROOT_BIND="DIR..."  host directories bound read-write at the same path inside
@@ -49,7 +49,7 @@ make_root() {
 run_in_root() {
     cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
     SMS_ROOT_DIR=$root SMS_ROOT_BIND=${SMS_ROOT_BIND:-} \
-    unshare --mount --propagation private --pid --fork sh -ec '
+    unshare --mount --propagation private --pid --fork --kill-child sh -ec '
         r=$SMS_ROOT_DIR
         mount -t proc proc "$r/proc"
         mount --rbind /dev "$r/dev"
