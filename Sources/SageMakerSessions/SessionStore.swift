@@ -159,12 +159,23 @@ public final class SessionStore {
         return try lookup(key, String(decoding: id, as: UTF8.self), now: now)
     }
 
+    /// The same verdict as `lookup`, but an expired session is left where
+    /// it is: for a reader that runs before the request's manager (a
+    /// session value read in the rewrite phase), so that the manager, later
+    /// in the same request, still finds it expired, answers `expired`, and
+    /// removes and counts it once. One request, one verdict.
+    public func check(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+        guard let key = SessionKey(unchecked: id) else { return .notFound }
+        return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: false)
+    }
+
     /// Only canonical ids are cached: one that is found was checked when
     /// it was stored; any other is checked before its path is built.
-    func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
+    func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double,
+                retiring: Bool = true) throws(SystemError) -> Lookup {
         let known = cache.entry(of: key)
         if known == nil, !key.isCanonical { return .notFound }
-        return try lookup(key, known, in: cache, id(), now: now)
+        return try lookup(key, known, in: cache, id(), now: now, retiring: retiring)
     }
 
     /// An engine's session, recorded when it got a home: by the UUID cache
@@ -182,7 +193,8 @@ public final class SessionStore {
     /// name. `cached` is what the cache holds of it.
     @inline(__always)
     private func lookup<Key>(_ key: Key, _ cached: Cached?, in cache: SessionCache<Key>,
-                             _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
+                             _ id: @autoclosure () -> String, now: Double,
+                             retiring: Bool = true) throws(SystemError) -> Lookup {
         var known = cached
         if known == nil {
             let id = id()
@@ -192,7 +204,7 @@ public final class SessionStore {
         }
         guard let known else { return .notFound }
         if now > known.expiresAt {
-            retireExpired(id())
+            if retiring { retireExpired(id()) }
             return .expired
         }
         return .valid(expiresAt: known.expiresAt, home: known.home)

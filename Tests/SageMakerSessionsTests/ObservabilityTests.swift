@@ -261,4 +261,32 @@ final class SessionValueTests: TempDirectoryTestCase {
         XCTAssertEqual(mkfifo(sessionDir + "/fifo", 0o644), 0)
         XCTAssertNil(read(created.id, "fifo").text)
     }
+
+    /// A value read before the manager leaves an expired session for it:
+    /// the manager answers `expired`, and it is counted once.
+    func testReadingAValueOfAnExpiredSessionChangesNoVerdict() throws {
+        let store = SessionStore(root: root, expiration: 1)
+        let created = try store.create(now: 1000)
+        TestFS.write(store.directory(of: created.id) + "/k", #""v""#)
+        let manager = SessionManager(store: store, injectPath: nil)
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        var id = created.id
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            id.withUTF8 { raw in
+                let bytes = UnsafeRawBufferPointer(raw)
+                XCTAssertEqual(SessionValue.read(store: store, id: bytes, file: "k", now: 2000), SessionValue.Found())
+                XCTAssertEqual(SessionValue.read(store: store, id: bytes, file: "k", now: 2000), SessionValue.Found())
+                XCTAssertEqual(try? store.check(bytes, now: 2000), .expired)
+            }
+            guard case .answer(let answer) = manager.decide(sessionID: Array(created.id.utf8), body: UnsafeRawBufferPointer(start: nil, count: 0), now: 2000) else {
+                return XCTFail("not answered")
+            }
+            XCTAssertEqual(answer.outcome, .expired)
+            XCTAssertTrue(answer.body.contains("session expired"), answer.body)
+            Metrics.attach(nil)
+        }
+        XCTAssertEqual(slots[Metrics.expiredSlot], 1)
+        XCTAssertFalse(FileSystem.isDirectory(store.directory(of: created.id)))
+    }
 }
