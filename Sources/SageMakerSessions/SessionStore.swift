@@ -16,6 +16,8 @@ public final class SessionStore {
     /// Engine sessions recorded for their home, by ids that are not UUIDs.
     let engineCache: SessionCache<EngineSessionName>
     let sessionsDirectory: SessionsDirectory
+    /// The worker's one inotify instance, for both caches.
+    let inotify = Inotify()
     /// The replicas sessions are homed on, and the tally of each one's sessions.
     public let homes = Homes()
     /// Some upstream has `sagemaker_session_affinity`: a session's home is
@@ -40,8 +42,8 @@ public final class SessionStore {
         self.expiration = expiration
         self.maxSessions = maxSessions
         self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration), clock: sweepClock)
-        self.cache = SessionCache(root: root)
-        self.engineCache = SessionCache(root: root)
+        self.cache = SessionCache(root: root, inotify: inotify)
+        self.engineCache = SessionCache(root: root, inotify: inotify)
         self.sessionsDirectory = SessionsDirectory(path: root)
     }
 
@@ -50,14 +52,26 @@ public final class SessionStore {
     /// event loop, whose end the worker reports with `endTurn()`: the
     /// changes to cached sessions, the number of sessions the limit counts,
     /// and which directory the sessions directory's path names.
-    public func startWorker(perTurn: Bool = false) {
+    ///
+    /// Returns why the cache is off (inotify's instance or the sessions
+    /// directory's watch could not be had), for one `[warn]`; the worker
+    /// is then counted in `sagemaker_sessions_workers_uncached` until
+    /// `stopWorker()`, or until a later try gets it an instance (a reload's
+    /// new workers start while the old ones still hold theirs).
+    @discardableResult
+    public func startWorker(perTurn: Bool = false) -> String? {
         cache.start(perTurn: perTurn)
         if affinity { engineCache.start(perTurn: perTurn) }
+        return inotify.failure?.description
+    }
+
+    /// The worker exits: it is no longer one running without the cache.
+    public func stopWorker() {
+        inotify.stop()
     }
 
     public func endTurn() {
-        cache.endTurn()
-        engineCache.endTurn()
+        inotify.endTurn()
         sessionsDirectory.endTurn()
     }
 
