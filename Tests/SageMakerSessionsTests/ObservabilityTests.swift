@@ -11,6 +11,7 @@ final class PrometheusTextTests: XCTestCase {
         }
         XCTAssertTrue(text.contains("sagemaker_sessions_live 0\n"))
         XCTAssertTrue(text.contains("sagemaker_sessions_build_info{version=\"1.2.3\"} 1\n"))
+        XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 0\n"))
         XCTAssertTrue(text.hasSuffix("\n"))
         // no engine call yet: the family's lines only
         XCTAssertFalse(text.contains("sagemaker_sessions_engine_calls_total{"))
@@ -116,10 +117,27 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(slots.reduce(0, +) - 60_007_000, 2 + 1 + 1 + 1 + 1 + 1 + 2)
     }
 
+    /// A gauge: added to by a worker without its cache, taken back when it
+    /// exits or gets one.
+    func testUncachedWorkersAreAGauge() {
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            Metrics.workerUncached(1)
+            Metrics.workerUncached(1)
+            Metrics.workerUncached(-1)
+            Metrics.attach(nil)
+        }
+        XCTAssertEqual(slots[Metrics.uncachedSlot], 1)
+        let text = PrometheusText.write(StatusSnapshot(counters: slots, live: 0, version: "1"))
+        XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 1\n"), text)
+    }
+
     func testTheLayoutHasNoOverlap() {
         XCTAssertLessThan(Metrics.expiredSlot, Metrics.engineCallsBase)
         XCTAssertEqual(Metrics.codeSlot(.close, status: 599) + 1, Metrics.histogramBase)
-        XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.slots)
+        XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.uncachedSlot)
+        XCTAssertEqual(Metrics.uncachedSlot + 1, Metrics.slots)
     }
 }
 
