@@ -117,8 +117,13 @@ final class Inotify {
         drainedThisTurn = false
     }
 
+    /// Drains so far: a cache without its watch of the sessions directory
+    /// tries again once a drain (once a turn), whichever cache drained.
+    private(set) var drains: UInt64 = 0
+
     /// Applies every queued change, in every cache.
     func drain() {
+        drains &+= 1
         guard fd >= 0 else { return }
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

@@ -28,6 +28,8 @@ final class SessionCache<Key: CacheKey> {
     private var next = 0
     var perTurn: Bool { inotify.perTurn }
     private var listening = false
+    /// The drain after which the sessions directory's watch was last tried.
+    private var rootTried: UInt64 = .max
 
     init(root: String, capacity: Int = 4096, inotify: Inotify = Inotify()) {
         self.root = root
@@ -56,7 +58,10 @@ final class SessionCache<Key: CacheKey> {
     /// What is cached of `id`, after every change so far has been applied.
     func entry(of id: Key) -> Cached? {
         inotify.drainOncePerTurn()
-        if rootWatch < 0 { watchRoot() }
+        if rootWatch < 0, rootTried != inotify.drains {
+            rootTried = inotify.drains
+            watchRoot()
+        }
         return entries[id]?.cached
     }
 
@@ -138,7 +143,10 @@ final class SessionCache<Key: CacheKey> {
     /// Applies every queued change (of every cache on this instance).
     func drain() {
         inotify.drain()
-        if rootWatch < 0 { watchRoot() }
+        if rootWatch < 0 {
+            rootTried = inotify.drains
+            watchRoot()
+        }
     }
 
     private func apply(_ events: UnsafeRawBufferPointer) {

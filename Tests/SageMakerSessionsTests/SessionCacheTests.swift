@@ -162,6 +162,26 @@ final class SessionCacheTests: TempDirectoryTestCase {
         XCTAssertEqual(try engine.withUnsafeBytes { try store.lookup(engineSession: $0, now: t0) }, .notFound)
     }
 
+    /// The sessions directory replaced: both caches on the one instance
+    /// watch the new one again in the same turn, whichever drained.
+    func testBothCachesWatchAReplacedDirectoryAgain() throws {
+        let store = SessionStore(root: root, expiration: 1200)
+        store.affinity = true
+        store.startWorker(perTurn: true)
+        let engine = Array("engine-session-2".utf8)
+        let home = try XCTUnwrap(store.homes.intern("10.0.0.1:80"))
+        XCTAssertTrue(rename(root, root + ".old") == 0 && mkdir(root, 0o755) == 0)
+        store.endTurn()
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        _ = try engine.withUnsafeBytes { try store.record(engineSession: $0, home: home, now: t0) }
+        XCTAssertEqual(try engine.withUnsafeBytes { try store.lookup(engineSession: $0, now: t0) },
+                       .valid(expiresAt: t0 + 1200, home: home))
+        XCTAssertTrue(store.cache.isOn)
+        XCTAssertTrue(store.engineCache.isOn)
+        TestFS.removeTree(root + ".old")
+    }
+
     /// A worker without an instance says why, naming the limit to raise
     /// and its value now.
     func testTheFailureNamesTheLimitAndItsValue() {
