@@ -44,7 +44,7 @@ def fresh_user():
     name = "sms-ino-" + uuid.uuid4().hex[:8]
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
     try:
-        yield name
+        yield name  # taken first, given back last: after nginx, its workers, have stopped
     finally:
         subprocess.run(["userdel", name], check=False)
 
@@ -65,7 +65,7 @@ def wait_for(check, what, seconds=30):
         time.sleep(0.1)
 
 
-def test_workers_past_the_inotify_limit_say_so_and_answer_right(start_nginx, engine, fresh_user):
+def test_workers_past_the_inotify_limit_say_so_and_answer_right(fresh_user, start_nginx, engine):
     import pwd
     uid = pwd.getpwnam(fresh_user).pw_uid
     with open(LIMIT_FILE) as f:
