@@ -47,8 +47,9 @@ def front(work, sessions, ports, port, plain_port, status):
     return text.replace("daemon off;", "daemon off;\nmaster_process off;", 1)
 
 
-def run(status):
-    """{path: [module minus plain, instructions per request]} for one front."""
+def run(status, user=None):
+    """{path: [module minus plain, instructions per request]} for one front;
+    with `user`, the front runs as that user (bench/uncached.py)."""
     work = tempfile.mkdtemp(prefix="sms-callgrind-")
     os.chmod(work, 0o755)
     shm = tempfile.mkdtemp(prefix="sms-callgrind-", dir="/dev/shm")
@@ -67,7 +68,12 @@ def run(status):
         conf = os.path.join(work, "front.conf")
         with open(conf, "w") as f:
             f.write(front(work, sessions, ports, port, plain_port, status))
-        proc = b.start(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", "--dump-instr=no",
+        prefix = []
+        if user:
+            for d in (work, shm):
+                subprocess.run(["chown", "-R", f"{user}:{user}", d], check=True)
+            prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        proc = b.start(prefix + ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", "--dump-instr=no",
                         "nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], port, cpu=None)
         builtin = b.new_session(port, "/invocations")
         engine = b.new_session(port, "/generate")
@@ -76,14 +82,14 @@ def run(status):
         paths = {"/valid": builtin, "/invocations": builtin, "/generate": engine}
 
         def instructions(url, lua):
-            subprocess.run(["callgrind_control", "--zero", str(proc.pid)], capture_output=True)
+            subprocess.run(prefix + ["callgrind_control", "--zero", str(proc.pid)], capture_output=True)
             text = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-s", lua, url],
                                   capture_output=True, text=True).stdout
             if "Non-2xx" in text:
                 sys.exit(f"{url}: answers other than 2xx\n{text}")
             requests = int(re.search(r"(\d+) requests in", text).group(1))
             time.sleep(0.3)
-            subprocess.run(["callgrind_control", "--dump", str(proc.pid)], capture_output=True)
+            subprocess.run(prefix + ["callgrind_control", "--dump", str(proc.pid)], capture_output=True)
             time.sleep(0.5)
             dump = max(glob.glob(out + "/cg.*"), key=os.path.getmtime)
             with open(dump) as f:

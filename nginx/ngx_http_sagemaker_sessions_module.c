@@ -174,7 +174,7 @@ ngx_module_t  ngx_http_sagemaker_sessions_module = {
     ngx_http_sagemaker_sessions_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_sagemaker_sessions_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };

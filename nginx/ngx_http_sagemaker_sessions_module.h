@@ -156,6 +156,7 @@ void ngx_http_sagemaker_sessions_turn_used(
     ngx_http_sagemaker_sessions_main_conf_t *smcf);
 ngx_int_t ngx_http_sagemaker_sessions_init_process(
     ngx_cycle_t *cycle);
+void ngx_http_sagemaker_sessions_exit_process(ngx_cycle_t *cycle);
 
 /* the status page and its shared counters (_status.c) */
 

@@ -71,6 +71,7 @@ ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev)
 ngx_int_t
 ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
 {
+    char                                      warning[SMS_ERRLEN];
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
     if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
@@ -87,7 +88,12 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    sms_store_worker_init(smcf->store);
+    warning[0] = '\0';
+
+    if (sms_store_worker_init(smcf->store, warning, sizeof(warning))) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "sagemaker sessions: %s", warning);
+    }
 
     if (ngx_http_sagemaker_sessions_init_affinity(cycle, smcf) != NGX_OK) {
         return NGX_ERROR;
@@ -109,4 +115,27 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
     ngx_add_timer(&smcf->sweep, 1000);
 
     return NGX_OK;
+}
+
+
+/* a worker that ran without its cache is counted as such no more */
+
+void
+ngx_http_sagemaker_sessions_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                        ngx_http_sagemaker_sessions_module);
+
+    if (smcf == NULL || smcf->store == NULL) {
+        return;
+    }
+
+    sms_store_worker_exit(smcf->store);
 }

@@ -159,7 +159,10 @@ void sms_release(void *handle);
 
 /* worker process start */
 
-void sms_store_worker_init(void *store);
+/* 1, with warning written, when the worker runs without its inotify
+ * cache; until sms_store_worker_exit() it counts as such */
+int sms_store_worker_init(void *store, char *warning, size_t len);
+void sms_store_worker_exit(void *store);
 
 /* the end of a turn of the worker's event loop in which requests were
  * decided: until then the store reads changes made on disk only once */

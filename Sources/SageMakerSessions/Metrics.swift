@@ -39,8 +39,12 @@ public enum Metrics {
     ]
     static let histogramSlots = buckets.count + 3
 
+    /// Workers running without the inotify cache now (a gauge: each adds
+    /// one when it starts so, and takes it back when it exits).
+    static let uncachedSlot = histogramBase + 2 * histogramSlots
+
     /// How many slots nginx must provide.
-    public static let slots = histogramBase + 2 * histogramSlots
+    public static let slots = uncachedSlot + 1
 
     static func callIndex(_ call: EngineCall) -> Int { call == .create ? 0 : 1 }
 
@@ -63,6 +67,10 @@ public enum Metrics {
     @inline(__always)
     public static func count(_ outcome: SessionOutcome) {
         if outcome != .none { add(Int(outcome.rawValue)) }
+    }
+
+    static func workerUncached(_ n: Int64) {
+        add(uncachedSlot, n)
     }
 
     static func expiredSessionRemoved() {

@@ -48,6 +48,7 @@ public enum PrometheusText {
         ("sagemaker_sessions_affinity_moved_total", "counter", "Built-in sessions moved to another replica because their home was unavailable (session affinity)."),
         ("sagemaker_sessions_affinity_unavailable_total", "counter", "Requests of engine-owned sessions refused with 503 because their home was unavailable (session affinity)."),
         ("sagemaker_sessions_build_info", "gauge", "The module's version; always 1."),
+        ("sagemaker_sessions_workers_uncached", "gauge", "Workers running without the inotify session cache now (their inotify instance or watch could not be had); see fs.inotify.max_user_instances."),
     ]
 
     /// `sagemaker_sessions_rejected_total`'s reasons.
@@ -149,6 +150,9 @@ public enum PrometheusText {
 
         family("sagemaker_sessions_build_info")
         sample("sagemaker_sessions_build_info", [("version", s.version)], 1)
+
+        family("sagemaker_sessions_workers_uncached")
+        sample("sagemaker_sessions_workers_uncached", [], max(0, s.counter(Metrics.uncachedSlot)))
         return out
     }
 

@@ -15,34 +15,35 @@ import Glibc
 /// made is read in a later turn, and sees it.
 ///
 /// Bounded: at most `capacity` sessions (and inotify watches) per worker.
+/// The worker's caches share one inotify instance (`Inotify`).
 final class SessionCache<Key: CacheKey> {
     let capacity: Int
     private let root: String
-    private var fd: Int32 = -1
+    private let inotify: Inotify
+    private var fd: Int32 { inotify.fd }
     private var rootWatch: Int32 = -1
     private var entries: [Key: (cached: Cached, watch: Int32)] = [:]
     private var watched: [Int32: Key] = [:]
     private var order: [Key] = []
     private var next = 0
-    private var buffer = [UInt8](repeating: 0, count: 4096)
-    private(set) var perTurn = false
-    private var drainedThisTurn = false
+    var perTurn: Bool { inotify.perTurn }
+    private var listening = false
+    /// The drain after which the sessions directory's watch was last tried.
+    private var rootTried: UInt64 = .max
 
-    init(root: String, capacity: Int = 4096) {
+    init(root: String, capacity: Int = 4096, inotify: Inotify = Inotify()) {
         self.root = root
         self.capacity = capacity
-    }
-
-    deinit {
-        if fd >= 0 { close(fd) }
+        self.inotify = inotify
     }
 
     /// In the worker process, once; without it the cache stays off. With
     /// `perTurn`, the caller reports the end of each turn of its event loop.
     func start(perTurn: Bool = false) {
-        guard fd < 0 else { return }
-        self.perTurn = perTurn
-        fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        inotify.start(perTurn: perTurn)
+        guard !listening else { return }
+        listening = true
+        inotify.listen { [weak self] events in self?.apply(events) }
         watchRoot()
     }
 
@@ -51,13 +52,15 @@ final class SessionCache<Key: CacheKey> {
     private func watchRoot() {
         guard fd >= 0 else { return }
         rootWatch = inotify_add_watch(fd, root, InotifyEvents.root)
+        if rootWatch < 0, errno != ENOENT { inotify.watchFailed(root, .current) }
     }
 
     /// What is cached of `id`, after every change so far has been applied.
     func entry(of id: Key) -> Cached? {
-        if !drainedThisTurn {
-            drain()
-            drainedThisTurn = perTurn
+        inotify.drainOncePerTurn()
+        if rootWatch < 0, rootTried != inotify.drains {
+            rootTried = inotify.drains
+            watchRoot()
         }
         return entries[id]?.cached
     }
@@ -70,7 +73,7 @@ final class SessionCache<Key: CacheKey> {
 
     /// The next answer from the cache drains the queue again.
     func endTurn() {
-        drainedThisTurn = false
+        inotify.endTurn()
     }
 
     /// Watches the session's directory, then reads it with `read`: a change
@@ -137,14 +140,12 @@ final class SessionCache<Key: CacheKey> {
         watched.removeAll()
     }
 
-    /// Applies every queued change.
+    /// Applies every queued change (of every cache on this instance).
     func drain() {
-        guard fd >= 0 else { return }
-        if rootWatch < 0 { watchRoot() }
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return }  // EAGAIN: nothing changed
-            buffer.withUnsafeBytes { raw in apply(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
+        inotify.drain()
+        if rootWatch < 0 {
+            rootTried = inotify.drains
+            watchRoot()
         }
     }
 

@@ -16,6 +16,8 @@ public final class SessionStore {
     /// Engine sessions recorded for their home, by ids that are not UUIDs.
     let engineCache: SessionCache<EngineSessionName>
     let sessionsDirectory: SessionsDirectory
+    /// The worker's one inotify instance, for both caches.
+    let inotify = Inotify()
     /// The replicas sessions are homed on, and the tally of each one's sessions.
     public let homes = Homes()
     /// Some upstream has `sagemaker_session_affinity`: a session's home is
@@ -40,8 +42,8 @@ public final class SessionStore {
         self.expiration = expiration
         self.maxSessions = maxSessions
         self.sweep = ExpirySweep(interval: ExpirySweep.interval(forExpiration: expiration), clock: sweepClock)
-        self.cache = SessionCache(root: root)
-        self.engineCache = SessionCache(root: root)
+        self.cache = SessionCache(root: root, inotify: inotify)
+        self.engineCache = SessionCache(root: root, inotify: inotify)
         self.sessionsDirectory = SessionsDirectory(path: root)
     }
 
@@ -50,14 +52,26 @@ public final class SessionStore {
     /// event loop, whose end the worker reports with `endTurn()`: the
     /// changes to cached sessions, the number of sessions the limit counts,
     /// and which directory the sessions directory's path names.
-    public func startWorker(perTurn: Bool = false) {
+    ///
+    /// Returns why the cache is off (inotify's instance or the sessions
+    /// directory's watch could not be had), for one `[warn]`; the worker
+    /// is then counted in `sagemaker_sessions_workers_uncached` until
+    /// `stopWorker()`, or until a later try gets it an instance (a reload's
+    /// new workers start while the old ones still hold theirs).
+    @discardableResult
+    public func startWorker(perTurn: Bool = false) -> String? {
         cache.start(perTurn: perTurn)
         if affinity { engineCache.start(perTurn: perTurn) }
+        return inotify.failure?.description
+    }
+
+    /// The worker exits: it is no longer one running without the cache.
+    public func stopWorker() {
+        inotify.stop()
     }
 
     public func endTurn() {
-        cache.endTurn()
-        engineCache.endTurn()
+        inotify.endTurn()
         sessionsDirectory.endTurn()
     }
 
@@ -159,12 +173,23 @@ public final class SessionStore {
         return try lookup(key, String(decoding: id, as: UTF8.self), now: now)
     }
 
+    /// The same verdict as `lookup`, but an expired session is left where
+    /// it is: for a reader that runs before the request's manager (a
+    /// session value read in the rewrite phase), so that the manager, later
+    /// in the same request, still finds it expired, answers `expired`, and
+    /// removes and counts it once. One request, one verdict.
+    public func check(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+        guard let key = SessionKey(unchecked: id) else { return .notFound }
+        return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: false)
+    }
+
     /// Only canonical ids are cached: one that is found was checked when
     /// it was stored; any other is checked before its path is built.
-    func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
+    func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double,
+                retiring: Bool = true) throws(SystemError) -> Lookup {
         let known = cache.entry(of: key)
         if known == nil, !key.isCanonical { return .notFound }
-        return try lookup(key, known, in: cache, id(), now: now)
+        return try lookup(key, known, in: cache, id(), now: now, retiring: retiring)
     }
 
     /// An engine's session, recorded when it got a home: by the UUID cache
@@ -182,7 +207,8 @@ public final class SessionStore {
     /// name. `cached` is what the cache holds of it.
     @inline(__always)
     private func lookup<Key>(_ key: Key, _ cached: Cached?, in cache: SessionCache<Key>,
-                             _ id: @autoclosure () -> String, now: Double) throws(SystemError) -> Lookup {
+                             _ id: @autoclosure () -> String, now: Double,
+                             retiring: Bool = true) throws(SystemError) -> Lookup {
         var known = cached
         if known == nil {
             let id = id()
@@ -192,7 +218,7 @@ public final class SessionStore {
         }
         guard let known else { return .notFound }
         if now > known.expiresAt {
-            retireExpired(id())
+            if retiring { retireExpired(id()) }
             return .expired
         }
         return .valid(expiresAt: known.expiresAt, home: known.home)

@@ -251,9 +251,18 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
     return written
 }
 
+/// 1 with `warning` written when the worker runs without its cache.
 @_cdecl("sms_store_worker_init")
-public func sms_store_worker_init(_ store: UnsafeMutableRawPointer?) {
-    object(store, as: SessionStore.self)?.startWorker(perTurn: true)
+public func sms_store_worker_init(_ store: UnsafeMutableRawPointer?, _ warning: UnsafeMutablePointer<CChar>?,
+                                  _ len: Int) -> Int32 {
+    guard let why = object(store, as: SessionStore.self)?.startWorker(perTurn: true) else { return 0 }
+    copy(why, to: warning, len)
+    return 1
+}
+
+@_cdecl("sms_store_worker_exit")
+public func sms_store_worker_exit(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.stopWorker()
 }
 
 @_cdecl("sms_store_end_turn")

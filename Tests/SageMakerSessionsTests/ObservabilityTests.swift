@@ -11,6 +11,7 @@ final class PrometheusTextTests: XCTestCase {
         }
         XCTAssertTrue(text.contains("sagemaker_sessions_live 0\n"))
         XCTAssertTrue(text.contains("sagemaker_sessions_build_info{version=\"1.2.3\"} 1\n"))
+        XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 0\n"))
         XCTAssertTrue(text.hasSuffix("\n"))
         // no engine call yet: the family's lines only
         XCTAssertFalse(text.contains("sagemaker_sessions_engine_calls_total{"))
@@ -116,10 +117,27 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(slots.reduce(0, +) - 60_007_000, 2 + 1 + 1 + 1 + 1 + 1 + 2)
     }
 
+    /// A gauge: added to by a worker without its cache, taken back when it
+    /// exits or gets one.
+    func testUncachedWorkersAreAGauge() {
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            Metrics.workerUncached(1)
+            Metrics.workerUncached(1)
+            Metrics.workerUncached(-1)
+            Metrics.attach(nil)
+        }
+        XCTAssertEqual(slots[Metrics.uncachedSlot], 1)
+        let text = PrometheusText.write(StatusSnapshot(counters: slots, live: 0, version: "1"))
+        XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 1\n"), text)
+    }
+
     func testTheLayoutHasNoOverlap() {
         XCTAssertLessThan(Metrics.expiredSlot, Metrics.engineCallsBase)
         XCTAssertEqual(Metrics.codeSlot(.close, status: 599) + 1, Metrics.histogramBase)
-        XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.slots)
+        XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.uncachedSlot)
+        XCTAssertEqual(Metrics.uncachedSlot + 1, Metrics.slots)
     }
 }
 
@@ -260,5 +278,33 @@ final class SessionValueTests: TempDirectoryTestCase {
         XCTAssertNil(read(created.id, "big").text)
         XCTAssertEqual(mkfifo(sessionDir + "/fifo", 0o644), 0)
         XCTAssertNil(read(created.id, "fifo").text)
+    }
+
+    /// A value read before the manager leaves an expired session for it:
+    /// the manager answers `expired`, and it is counted once.
+    func testReadingAValueOfAnExpiredSessionChangesNoVerdict() throws {
+        let store = SessionStore(root: root, expiration: 1)
+        let created = try store.create(now: 1000)
+        TestFS.write(store.directory(of: created.id) + "/k", #""v""#)
+        let manager = SessionManager(store: store, injectPath: nil)
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        var id = created.id
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            id.withUTF8 { raw in
+                let bytes = UnsafeRawBufferPointer(raw)
+                XCTAssertEqual(SessionValue.read(store: store, id: bytes, file: "k", now: 2000), SessionValue.Found())
+                XCTAssertEqual(SessionValue.read(store: store, id: bytes, file: "k", now: 2000), SessionValue.Found())
+                XCTAssertEqual(try? store.check(bytes, now: 2000), .expired)
+            }
+            guard case .answer(let answer) = manager.decide(sessionID: Array(created.id.utf8), body: UnsafeRawBufferPointer(start: nil, count: 0), now: 2000) else {
+                return XCTFail("not answered")
+            }
+            XCTAssertEqual(answer.outcome, .expired)
+            XCTAssertTrue(answer.body.contains("session expired"), answer.body)
+            Metrics.attach(nil)
+        }
+        XCTAssertEqual(slots[Metrics.expiredSlot], 1)
+        XCTAssertFalse(FileSystem.isDirectory(store.directory(of: created.id)))
     }
 }

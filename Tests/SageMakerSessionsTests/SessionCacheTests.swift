@@ -123,6 +123,75 @@ final class SessionCacheTests: TempDirectoryTestCase {
         let again = try store.create(now: t0)
         XCTAssertEqual(try store.lookup(again.id, now: t0), .valid(expiresAt: again.expiresAt))
     }
+
+    /// Open inotify instances of this process.
+    func inotifyInstances() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var n = 0
+        while let e = readdir(dir) {
+            let name = FileSystem.entryName(e)
+            var target = [CChar](repeating: 0, count: 256)
+            let len = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+            if len > 0, String(cString: target).contains("inotify") { n += 1 }
+        }
+        return n
+    }
+
+    /// Built-in and engine sessions together take one instance: a user has
+    /// 128 of them by default, shared by all of nginx's workers.
+    func testOneInotifyInstancePerWorkerWithAffinity() throws {
+        let before = inotifyInstances()
+        let store = SessionStore(root: root, expiration: 1200)
+        store.affinity = true
+        XCTAssertNil(store.startWorker())
+        XCTAssertEqual(inotifyInstances(), before + 1)
+        XCTAssertTrue(store.cache.isOn)
+        XCTAssertTrue(store.engineCache.isOn)
+        // both caches still follow changes made behind them
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        let engine = Array("engine-session-1".utf8)
+        let home = try XCTUnwrap(store.homes.intern("10.0.0.1:80"))
+        _ = try engine.withUnsafeBytes { try store.record(engineSession: $0, home: home, now: t0) }
+        XCTAssertEqual(try engine.withUnsafeBytes { try store.lookup(engineSession: $0, now: t0) },
+                       .valid(expiresAt: t0 + 1200, home: home))
+        TestFS.removeTree(root + "/" + created.id)
+        TestFS.removeTree(root + "/engine-session-1")
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .notFound)
+        XCTAssertEqual(try engine.withUnsafeBytes { try store.lookup(engineSession: $0, now: t0) }, .notFound)
+    }
+
+    /// The sessions directory replaced: both caches on the one instance
+    /// watch the new one again in the same turn, whichever drained.
+    func testBothCachesWatchAReplacedDirectoryAgain() throws {
+        let store = SessionStore(root: root, expiration: 1200)
+        store.affinity = true
+        store.startWorker(perTurn: true)
+        let engine = Array("engine-session-2".utf8)
+        let home = try XCTUnwrap(store.homes.intern("10.0.0.1:80"))
+        XCTAssertTrue(rename(root, root + ".old") == 0 && mkdir(root, 0o755) == 0)
+        store.endTurn()
+        let created = try store.create(now: t0)
+        XCTAssertEqual(try store.lookup(created.id, now: t0), .valid(expiresAt: created.expiresAt))
+        _ = try engine.withUnsafeBytes { try store.record(engineSession: $0, home: home, now: t0) }
+        XCTAssertEqual(try engine.withUnsafeBytes { try store.lookup(engineSession: $0, now: t0) },
+                       .valid(expiresAt: t0 + 1200, home: home))
+        XCTAssertTrue(store.cache.isOn)
+        XCTAssertTrue(store.engineCache.isOn)
+        TestFS.removeTree(root + ".old")
+    }
+
+    /// A worker without an instance says why, naming the limit to raise
+    /// and its value now.
+    func testTheFailureNamesTheLimitAndItsValue() {
+        let instances = Inotify.Failure(call: "inotify_init1()", error: SystemError(EMFILE)).description
+        XCTAssertTrue(instances.contains("inotify_init1() failed (\(EMFILE): "), instances)
+        XCTAssertTrue(instances.contains("fs.inotify.max_user_instances (now "), instances)
+        XCTAssertNotNil(Inotify.currentLimit("max_user_instances").flatMap { Int($0) })
+        let watches = Inotify.Failure(call: "inotify_add_watch(\"/x\")", error: SystemError(ENOSPC)).description
+        XCTAssertTrue(watches.contains("fs.inotify.max_user_watches (now \(Inotify.currentLimit("max_user_watches") ?? "")"), watches)
+    }
 }
 
 extension SessionCache where Key == SessionKey {

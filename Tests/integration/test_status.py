@@ -27,6 +27,7 @@ FAMILIES = {
     "sagemaker_sessions_affinity_moved_total": "counter",
     "sagemaker_sessions_affinity_unavailable_total": "counter",
     "sagemaker_sessions_build_info": "gauge",
+    "sagemaker_sessions_workers_uncached": "gauge",
 }
 
 REASONS = ("not_found", "expired", "missing_id", "malformed", "disabled", "repeated_header", "limit", "not_object")
