@@ -13,6 +13,11 @@ Paths: a valid built-in session without affinity (`upstream replicas_rr`), a
 built-in session and an engine-owned session with `sagemaker_session_affinity`,
 and the valid session again with a `sagemaker_sessions_status` location (its
 shared counters attached) against the same without one.
+
+Bodies (issue 26): an ordinary invocation's JSON body, 55 bytes and 64 KiB,
+through plain proxy_pass, the module without a session header, with a valid
+session, and with `session_id_path=session_id` injection; each row in
+instructions a request, and over plain proxy_pass of the same body.
 """
 
 import glob
@@ -33,23 +38,33 @@ import bench as b  # noqa: E402
 CONNECTIONS = 8
 SECONDS = 3
 REPEATS = int(os.environ.get("CALLGRIND_REPEATS", "3"))
+# CALLGRIND_KEEP=dir: each batch's dump kept there (for callgrind_annotate)
+KEEP = os.environ.get("CALLGRIND_KEEP")
+# an ordinary invocation's body, 55 bytes, and one of 64 KiB
+SMALL_BODY = '{"prompt":"hello, how are you today?","max_tokens":128}'
+LARGE_BODY = '{"prompt":"' + "x" * (65536 - len('{"prompt":"","max_tokens":128}')) + '","max_tokens":128}'
 
 
 def front(work, sessions, ports, port, plain_port, status):
     text = b.affinity_conf(work, sessions, ports, port, plain_port)
-    extra = [b.proxy_location("/valid", "sagemaker_session_manager;").replace("http://engine", "http://replicas_rr")]
+    extra = [b.proxy_location("/valid", "sagemaker_session_manager;").replace("http://engine", "http://replicas_rr"),
+             b.proxy_location("/inject", "sagemaker_session_manager session_id_path=session_id;")
+             .replace("http://engine", "http://replicas_rr")]
     if status:
         extra.append("        location = /status { sagemaker_sessions_status; }")
     text = text.replace("        location = /open {", "\n".join(extra) + "\n        location = /open {", 1)
     text = text.replace(f"listen 127.0.0.1:{plain_port};",
                         f"listen 127.0.0.1:{plain_port}; location = /valid {{ proxy_http_version 1.1; "
+                        'proxy_set_header Connection ""; proxy_pass http://replicas_rr; } '
+                        'location = /inject { proxy_http_version 1.1; '
                         'proxy_set_header Connection ""; proxy_pass http://replicas_rr; }', 1)
     return text.replace("daemon off;", "daemon off;\nmaster_process off;", 1)
 
 
-def run(status, user=None):
+def run(status, bodies=False, user=None):
     """{path: [module minus plain, instructions per request]} for one front;
-    with `user`, the front runs as that user (bench/uncached.py)."""
+    with `bodies`, {row: [instructions per request]} for the body rows; with
+    `user`, the front runs as that user (bench/uncached.py)."""
     work = tempfile.mkdtemp(prefix="sms-callgrind-")
     os.chmod(work, 0o755)
     shm = tempfile.mkdtemp(prefix="sms-callgrind-", dir="/dev/shm")
@@ -94,8 +109,15 @@ def run(status, user=None):
             dump = max(glob.glob(out + "/cg.*"), key=os.path.getmtime)
             with open(dump) as f:
                 total = int(re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M).group(1))
-            os.remove(dump)
+            if KEEP:
+                os.makedirs(KEEP, exist_ok=True)
+                shutil.move(dump, os.path.join(KEEP, f"cg.{url.rsplit('/', 1)[1]}.{os.path.basename(lua)}.{len(os.listdir(KEEP))}"))
+            else:
+                os.remove(dump)
             return total / requests
+
+        if bodies:
+            return body_rows(work, port, plain_port, builtin, instructions)
 
         for path, sid in paths.items():   # warm-up: pages touched, tables made
             for p in (port, plain_port):
@@ -114,10 +136,71 @@ def run(status, user=None):
         shutil.rmtree(shm, ignore_errors=True)
 
 
+# (row, path, body, with the session header); the module's rows on `port`,
+# plain proxy_pass's on `plain_port`
+BODY_ROWS = [
+    ("plain proxy_pass, 55-byte body", "/valid", SMALL_BODY, False),
+    ("no session header, same body", "/valid", SMALL_BODY, False),
+    ("valid session, same body", "/valid", SMALL_BODY, True),
+    ("valid session, session_id_path=session_id injection", "/inject", SMALL_BODY, True),
+    ("plain proxy_pass, 64 KiB body", "/inject", LARGE_BODY, False),
+    ("injection, 64 KiB body", "/inject", LARGE_BODY, True),
+]
+# plain proxy_pass of the very requests of the session rows, the session
+# header included: what nginx itself spends on that header
+TWIN_ROWS = [
+    ("plain proxy_pass, 55-byte body, session header", "/valid", SMALL_BODY, True),
+    ("plain proxy_pass, 64 KiB body, session header", "/inject", LARGE_BODY, True),
+]
+
+
+def body_rows(work, port, plain_port, sid, instructions):
+    """{row: [instructions per request, one per repeat]}."""
+    rows = BODY_ROWS + TWIN_ROWS
+    scripts = [b.script(work, f"body{i}", b.POST_LUA % (body, f'wrk.headers["{b.SESSION}"] = "{sid}"' if header else ""))
+               for i, (_, _, body, header) in enumerate(rows)]
+    urls = [f"http://127.0.0.1:{plain_port if name.startswith('plain') else port}{path}"
+            for name, path, _, _ in rows]
+    for url, lua in zip(urls, scripts):   # warm-up
+        subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", "-d1s", "-s", lua, url], capture_output=True)
+    got = {}
+    for _ in range(REPEATS):
+        for (name, _, _, _), url, lua in zip(rows, urls, scripts):
+            got.setdefault(name, []).append(instructions(url, lua))
+    return got
+
+
+def print_bodies(got):
+    """The six rows: instructions a request, over plain proxy_pass of the
+    same body (the issue's measure), and over plain proxy_pass of the same
+    request, the session header included."""
+    median = statistics.median
+    rows = {name: median(values) for name, values in got.items()}
+    print(f"JSON bodies, Content-Type: application/json, instructions a request (callgrind, median of {REPEATS});")
+    print("  over plain proxy_pass of the same body, and of the same request (session header too):")
+    for name, _, body, header in BODY_ROWS:
+        value = rows[name]
+        small = len(body) == len(SMALL_BODY)
+        line = f"  {name:<52} {value:>9,.0f}"
+        if not name.startswith("plain"):
+            over = value - rows[BODY_ROWS[0 if small else 4][0]]
+            line += f" {over:>+9,.0f}"
+            if header:
+                line += f" {value - rows[TWIN_ROWS[0 if small else 1][0]]:>+9,.0f}"
+            if not small:
+                line += f"  {over / len(body):.2f} a body byte"
+        print(f"{line}   ({', '.join(f'{v:,.0f}' for v in got[name])})")
+    for name, _, _, _ in TWIN_ROWS:
+        print(f"  {name:<52} {rows[name]:>9,.0f}   ({', '.join(f'{v:,.0f}' for v in got[name])})")
+
+
 def main():
     if not shutil.which("valgrind") or not shutil.which("wrk"):
         sys.exit("callgrind.py needs valgrind and wrk (make callgrind installs them)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    if os.environ.get("CALLGRIND_ONLY") == "bodies":
+        print_bodies(run(status=False, bodies=True))
+        return
     plain = run(status=False)
     counted = run(status=True)
     median = statistics.median
@@ -133,6 +216,7 @@ def main():
         print(f"  {name:<52} {value:>7,.0f}   ({', '.join(f'{v:,.0f}' for v in values)})")
     print(f"  {'affinity, built-in, over the module without it':<52} {rows[1][1] - rows[0][1]:>+7,.0f}")
     print(f"  {'the status counters, over the module without them':<52} {rows[3][1] - rows[0][1]:>+7,.0f}")
+    print_bodies(run(status=False, bodies=True))
 
 
 if __name__ == "__main__":

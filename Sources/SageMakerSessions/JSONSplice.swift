@@ -328,13 +328,23 @@ extension JSONSplice {
             }
         }
 
-        /// Skips, eight at a time, bytes that need no look: ASCII, not a
-        /// control character, not `"` or `\`.
+        /// Skips, sixteen then eight at a time, bytes that need no look:
+        /// ASCII, not a control character, not `"` or `\`. Read as signed
+        /// bytes, one comparison `< 0x20` finds both the control characters
+        /// and every byte from 0x80 (negative), so a vector of sixteen takes
+        /// three comparisons: under one instruction a byte of a long string.
         @inline(__always)
         mutating func skipPlainRun() {
             guard let base = current.baseAddress else { return }
             let count = current.count
             var i = offset
+            let space = SIMD16<Int8>(repeating: 0x20), quote = SIMD16<Int8>(repeating: 0x22)
+            let backslash = SIMD16<Int8>(repeating: 0x5c)
+            while i <= count &- 16 {   // count >= offset >= 0: no overflow
+                let v = (base + i).loadUnaligned(as: SIMD16<Int8>.self)
+                if any((v .< space) .| (v .== quote) .| (v .== backslash)) { break }
+                i &+= 16
+            }
             while i + 8 <= count {
                 let w = (base + i).loadUnaligned(as: UInt64.self)
                 let high = w & 0x8080_8080_8080_8080

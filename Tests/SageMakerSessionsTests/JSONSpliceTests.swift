@@ -133,4 +133,23 @@ final class JSONSpliceTests: XCTestCase {
             }
         }
     }
+
+    /// Long strings are skipped sixteen and eight bytes at a time: a byte
+    /// that needs a look (control, quote, backslash, 0x7f, 0x80 and up, in
+    /// and out of a valid sequence) at every position of a 40-byte string,
+    /// in every vector lane and in the tail, gets jansson's verdict.
+    func testEveryByteClassAtEveryPositionOfALongString() throws {
+        let specials: [[UInt8]] = [[0x00], [0x1f], [0x09], [0x22], [0x5c], [0x5c, 0x6e], [0x5c, 0x78], [0x7f], [0x80],
+                                   [0xff], [0xc3, 0xa9], [0xe2, 0x82, 0xac], [0xf0, 0x9f, 0x98, 0x80], [0xc3], [0x20], [0x7e]]
+        for special in specials {
+            for at in 0...40 {
+                var bytes = Array(#"{"prompt":""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: 40)
+                bytes.insert(contentsOf: special, at: 11 + at)
+                bytes += Array(#"","n":1}"#.utf8)
+                let accepted = (try? JSONSplice.set("ID", at: ["id"], in: RequestBody(kept(bytes)))) != nil
+                let jansson = bytes.withUnsafeBytes { JSON.parse($0)?.isObject == true }
+                XCTAssertEqual(accepted, jansson, "\(special) at \(at)")
+            }
+        }
+    }
 }
