@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
 
 from harness import (CLOSED_SESSION, NEW_SESSION, SESSION, Engine, Nginx,  # noqa: E402
                      free_port, remove_workdirs, workdir)
+from life import life_conf  # noqa: E402
 
 PACKAGE = "libnginx-mod-http-sagemaker-sessions"
 MODULE = "ngx_http_sagemaker_sessions_module.so"
@@ -172,28 +173,7 @@ def test_a_session_s_life_through_the_package_s_own_snippet(unpacked):
 
     engine = Engine()
     port = free_port()
-    conf = f"""
-include {enabled}/*.conf;
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log notice;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    sagemaker_sessions on;
-    sagemaker_sessions_path {prefix}/sessions;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /invocations {{
-            sagemaker_session_manager session_id_path=session_id;
-            proxy_pass http://127.0.0.1:{engine.port};
-        }}
-    }}
-}}
-"""
+    conf = life_conf(f"include {enabled}/*.conf;", prefix, f"{prefix}/sessions", port, engine.port)
     ngx = Nginx.from_text(conf, port, prefix)
     try:
         ngx.start()

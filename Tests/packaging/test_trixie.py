@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
 
 from harness import CLOSED_SESSION, NEW_SESSION, SESSION, Engine, free_port, request  # noqa: E402
+from life import life_conf  # noqa: E402
 
 PACKAGE = "libnginx-mod-http-sagemaker-sessions"
 MODULE = "ngx_http_sagemaker_sessions_module.so"
@@ -65,28 +66,7 @@ def needs():
 
 
 def conf(prefix, port, engine_port, loads):
-    return f"""
-{loads}
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log notice;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    sagemaker_sessions on;
-    sagemaker_sessions_path /dev/shm/sagemaker_sessions;
-    server {{
-        listen 127.0.0.1:{port};
-        location = /invocations {{
-            sagemaker_session_manager session_id_path=session_id;
-            proxy_pass http://127.0.0.1:{engine_port};
-        }}
-    }}
-}}
-"""
+    return life_conf(loads, prefix, "/dev/shm/sagemaker_sessions", port, engine_port)
 
 
 def prefix_for(name):
