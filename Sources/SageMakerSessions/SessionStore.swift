@@ -168,19 +168,16 @@ public final class SessionStore {
 
     /// The same for a header's bytes: a session this worker has seen before
     /// is checked without building its id as text.
-    public func lookup(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+    ///
+    /// With `retiring: false` an expired session is left where it is: for a
+    /// reader that runs before the request's manager (a session value read
+    /// in the rewrite phase), so that the manager, later in the same
+    /// request, still finds it expired, answers `expired`, and removes and
+    /// counts it once. One request, one verdict.
+    public func lookup(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now(),
+                       retiring: Bool = true) throws(SystemError) -> Lookup {
         guard let key = SessionKey(unchecked: id) else { return .notFound }
-        return try lookup(key, String(decoding: id, as: UTF8.self), now: now)
-    }
-
-    /// The same verdict as `lookup`, but an expired session is left where
-    /// it is: for a reader that runs before the request's manager (a
-    /// session value read in the rewrite phase), so that the manager, later
-    /// in the same request, still finds it expired, answers `expired`, and
-    /// removes and counts it once. One request, one verdict.
-    public func check(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
-        guard let key = SessionKey(unchecked: id) else { return .notFound }
-        return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: false)
+        return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: retiring)
     }
 
     /// Only canonical ids are cached: one that is found was checked when

@@ -48,7 +48,7 @@ public enum SessionValue {
     public static func read(store: SessionStore, id: UnsafeRawBufferPointer, file: String,
                             now: Double = WallClock.now()) -> Found {
         // checked, not looked up: an expired session stays for the manager
-        guard case .valid? = try? store.check(id, now: now) else { return Found() }
+        guard case .valid? = try? store.lookup(id, now: now, retiring: false) else { return Found() }
         let sid = String(decoding: id, as: UTF8.self)  // canonical: it was found
         let path = store.directory(of: sid) + "/" + file
         let bytes: [UInt8]

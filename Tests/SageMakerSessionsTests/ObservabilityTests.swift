@@ -295,7 +295,7 @@ final class SessionValueTests: TempDirectoryTestCase {
                 let bytes = UnsafeRawBufferPointer(raw)
                 XCTAssertEqual(SessionValue.read(store: store, id: bytes, file: "k", now: 2000), SessionValue.Found())
                 XCTAssertEqual(SessionValue.read(store: store, id: bytes, file: "k", now: 2000), SessionValue.Found())
-                XCTAssertEqual(try? store.check(bytes, now: 2000), .expired)
+                XCTAssertEqual(try? store.lookup(bytes, now: 2000, retiring: false), .expired)
             }
             guard case .answer(let answer) = manager.decide(sessionID: Array(created.id.utf8), body: UnsafeRawBufferPointer(start: nil, count: 0), now: 2000) else {
                 return XCTFail("not answered")
