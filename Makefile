@@ -4,7 +4,12 @@
 #   make run      start nginx with the module in front of a demo engine
 #   make test     Swift unit tests, integration tests against real nginx, then
 #                 the Debian package built and checked (make packaging), then
-#                 Debian 13's package and nginx 1.30.6 in a trixie root (make trixie)
+#                 Debian 13's package and nginx 1.30.6 in a trixie root (make trixie),
+#                 the suite against nginx 1.18.0 and 1.26.3 (make versions), then make dist
+#   make versions the integration suite against nginx 1.18.0 and 1.26.3 built from
+#                 their released source, with and without the NDK (Tests/versions)
+#   make dist     dist/: the module for nginx 1.18.0, 1.22.1, 1.26.3 and 1.30.6,
+#                 with SHA256SUMS, each checked to load only into its own nginx
 #   make asan     the integration tests against the module built with
 #                 AddressSanitizer: no memory error, no leak (see README)
 #   make bench    the module's cost per request, against plain nginx and the
@@ -104,7 +109,7 @@ unit: | apt-deps
 integration: build pip-deps
 	$(PYTHON) -m pytest -q Tests/integration
 
-test: deps unit integration packaging trixie
+test: deps unit integration packaging trixie versions dist
 
 run: build pip-deps
 	$(PYTHON) Tests/integration/demo.py
@@ -131,7 +136,7 @@ consistency: build bench-deps
 	$(PYTHON) Tests/load/consistency.py
 
 clean:
-	rm -rf $(BUILD) .build $(ASAN_BUILD) .build-asan
+	rm -rf $(BUILD) $(DIST) .build $(ASAN_BUILD) .build-asan
 
 # --- Sanitizers ----------------------------------------------------------------
 # `make asan`: the module built with AddressSanitizer (Swift core and C shim,
@@ -312,6 +317,52 @@ deb:
 else
 deb: $(DEB)
 endif
+
+# --- nginx versions: the source matrix and dist/ ------------------------------
+# `make versions`: for nginx 1.18.0 and 1.26.3, nginx and the NDK built from
+# the released source Debian's archive holds (Tests/versions/nginx-source.sh,
+# nginx-build.sh; cached under build/versions/VERSION), the module built
+# against each into build/versions/VERSION/module, and the whole integration
+# suite run against that nginx; then the same suite with no NDK loaded, where
+# the tests that need it are skipped. A failure names the nginx version.
+VERSIONS_DIR   := $(CURDIR)/Tests/versions
+MATRIX         := 1.18.0 1.26.3
+
+.PHONY: versions
+versions: $(SWIFT_LIB) pip-deps
+	@failed=""; \
+	for v in $(MATRIX); do \
+	    PYTHON=$(PYTHON) $(VERSIONS_DIR)/suite.sh $$v || failed="$$failed $$v"; \
+	    PYTHON=$(PYTHON) $(VERSIONS_DIR)/suite.sh $$v no-ndk || failed="$$failed $$v(no-ndk)"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "error: the integration suite failed against nginx$$failed" >&2; exit 1; fi
+
+# `make dist`: the module for every nginx version reachable from Debian's
+# archive, one file each, and SHA256SUMS:
+#   dist/ngx_http_sagemaker_sessions_module-<VERSION>-nginx-<nginx version>-<arch>.so
+# 1.18.0 and 1.26.3 against their released source, 1.22.1 against this
+# machine's nginx-dev (make build), 1.30.6 against unstable's nginx-dev (as
+# make trixie). Tests/versions/test_dist.py then checks that each loads into
+# an nginx of its version and is refused, with nginx's message, by the others.
+DIST           := $(CURDIR)/dist
+DIST_ARCH      := $(shell uname -m)
+dist_file       = $(DIST).tmp/$(MODULE)-$(DEB_VERSION)-nginx-$(1)-$(DIST_ARCH).so
+
+.PHONY: dist
+dist: $(SO) $(SID_SO) pip-deps
+	@[ "$(abspath $(NGINX_SRC))" = /usr/share/nginx/src ] || \
+	    { echo "error: make dist builds against each nginx itself: do not set NGINX_SRC" >&2; exit 1; }
+	for v in $(MATRIX); do $(VERSIONS_DIR)/nginx-build.sh $$v > /dev/null || exit 1; done
+	$(ROOT_SH) trixie install nginx libjansson4   # the libraries unstable's nginx and the module need
+	rm -rf $(DIST).tmp && mkdir -p $(DIST).tmp
+	cp $(BUILD)/versions/1.18.0/module/$(MODULE).so $(call dist_file,1.18.0)
+	cp $(SO) $(call dist_file,1.22.1)
+	cp $(BUILD)/versions/1.26.3/module/$(MODULE).so $(call dist_file,1.26.3)
+	cp $(SID_SO) $(call dist_file,$(SID_NGINX_VERSION))
+	cd $(DIST).tmp && sha256sum *.so > SHA256SUMS
+	rm -rf $(DIST) && mv $(DIST).tmp $(DIST)
+	$(PYTHON) -m pytest -q Tests/versions/test_dist.py
+	@cat $(DIST)/SHA256SUMS
 
 # --- make install --------------------------------------------------------------
 # Debian's layout by default; for another nginx set the paths, e.g.

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODULE = os.environ.get("SMS_MODULE") or os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
 NGINX = os.environ.get("SMS_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
 ASAN_LOG_DIR = os.environ.get("SMS_ASAN_LOG_DIR")
+
+
+def nginx_version(binary=NGINX):
+    """(1, 18, 0) for the nginx that `nginx -v` says it is; (0,) if it says nothing."""
+    try:
+        p = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return (0,)
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", p.stderr + p.stdout)
+    return tuple(int(x) for x in m.groups()) if m else (0,)
+
+
+NGINX_VERSION = nginx_version()
+
+
+def error_log_args(directory):
+    """`-e DIR/error.log`, where nginx logs before it has read its configuration.
+    Only nginx 1.19.5 and newer have -e; an older one logs to its default,
+    DIR/logs/error.log (relative to -p DIR), so that directory is made."""
+    if NGINX_VERSION >= (1, 19, 5):
+        return ["-e", os.path.join(directory, "error.log")]
+    os.makedirs(os.path.join(directory, "logs"), exist_ok=True)
+    return []
 
 SESSION = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION = "X-Amzn-SageMaker-New-Session-Id"
@@ -268,8 +292,17 @@ def temp_paths(directory):
             f"scgi_temp_path {directory}/scgi;"]
 
 
-# the nginx Development Kit, which set_sagemaker_session_value needs, loaded first
-NDK_MODULE = "/usr/lib/nginx/modules/ndk_http_module.so"
+# the nginx Development Kit, which set_sagemaker_session_value needs, loaded
+# first. SMS_NDK_MODULE names another build of it; SMS_NDK_MODULE=none runs
+# the suite with no NDK: a test that needs it is skipped, saying so.
+NDK_MODULE = os.environ.get("SMS_NDK_MODULE") or "/usr/lib/nginx/modules/ndk_http_module.so"
+
+
+def require_ndk():
+    """Skips the calling test when no NDK is to be loaded."""
+    if NDK_MODULE == "none" or not os.path.exists(NDK_MODULE):
+        import pytest
+        pytest.skip(f"needs the nginx Development Kit (NDK), not loaded here (SMS_NDK_MODULE={NDK_MODULE})")
 
 CONF = """\
 {ndk}load_module {module};
@@ -315,6 +348,8 @@ class Nginx:
     def __init__(self, engine_port, http="", location="sagemaker_session_manager;",
                  workers=1, env=None, main="", sessions=True, directory=None, listen="",
                  server="", ndk=False):
+        if ndk:
+            require_ndk()
         self.dir = directory or workdir()
         self.port = free_port()
         self.sessions_path = os.path.join(self.dir, "sessions")
@@ -361,14 +396,13 @@ class Nginx:
 
     def test_config(self):
         """`nginx -t`: (returncode, output)."""
-        p = subprocess.run([NGINX, "-t", "-p", self.dir, "-c", self.conf,
-                            "-e", os.path.join(self.dir, "error.log")],
+        p = subprocess.run([NGINX, "-t", "-p", self.dir, "-c", self.conf, *error_log_args(self.dir)],
                            env=self.env, capture_output=True, text=True, timeout=30)
         return p.returncode, p.stdout + p.stderr
 
     def start(self):
         self.proc = subprocess.Popen(
-            [NGINX, "-p", self.dir, "-c", self.conf, "-e", os.path.join(self.dir, "error.log")],
+            [NGINX, "-p", self.dir, "-c", self.conf, *error_log_args(self.dir)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 15
         while time.time() < deadline:

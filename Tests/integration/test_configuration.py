@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import assert_emerg, MODULE, NGINX, ROOT, SESSION, Nginx, close_session, new_session, workdir
+from harness import assert_emerg, error_log_args, MODULE, NGINX, ROOT, SESSION, Nginx, close_session, new_session, workdir
 
 
 def expires_in(ngx):
@@ -170,7 +170,7 @@ def test_example_config_passes_nginx_t():
     conf = conf.replace("/dev/shm/sagemaker_sessions", f"{d}/sessions")
     with open(f"{d}/nginx.conf", "w") as f:
         f.write(conf)
-    p = subprocess.run([NGINX, "-t", "-p", d, "-c", f"{d}/nginx.conf", "-e", f"{d}/error.log"],
+    p = subprocess.run([NGINX, "-t", "-p", d, "-c", f"{d}/nginx.conf", *error_log_args(d)],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "test is successful" in p.stderr
