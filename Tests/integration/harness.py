@@ -48,6 +48,17 @@ def error_log_args(directory):
     os.makedirs(os.path.join(directory, "logs"), exist_ok=True)
     return []
 
+
+def before_nginx_1_21_1(what):
+    """Expected to fail against nginx older than 1.21.1, which accepts `what`
+    itself (1.21.1 refuses both). Until the module refuses them in its own
+    locations (issue 23, its C side), the answer depends on nginx's version.
+    strict: once the module refuses them, the marker must go."""
+    import pytest
+    return pytest.mark.xfail(NGINX_VERSION < (1, 21, 1), strict=True,
+                             reason=f"nginx {'.'.join(map(str, NGINX_VERSION))} accepts {what} "
+                                    "(1.21.1 and newer refuse it); the module does not refuse it itself yet")
+
 SESSION = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION = "X-Amzn-SageMaker-Closed-Session-Id"
@@ -388,11 +399,15 @@ class Nginx:
 
     @property
     def error_log(self):
-        path = os.path.join(self.dir, "error.log")
-        if not os.path.exists(path):
-            return ""
-        with open(path, errors="replace") as f:
-            return f.read()
+        """What nginx logged: under nginx older than 1.19.5 (no -e), what it
+        logged while reading its configuration at start-up went to
+        logs/error.log, which comes first."""
+        text = ""
+        for path in (os.path.join(self.dir, "logs", "error.log"), os.path.join(self.dir, "error.log")):
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    text += f.read()
+        return text
 
     def test_config(self):
         """`nginx -t`: (returncode, output)."""

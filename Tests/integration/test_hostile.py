@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from harness import (detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
+from harness import (before_nginx_1_21_1, detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
                      SESSION, Reply, Response, chunked, close_session, new_session, workdir)
 
 MiB = 1024 * 1024
@@ -357,6 +357,7 @@ def test_100_mib_bodies_reach_the_engine_intact_and_cost_no_memory(start_nginx, 
 
 # --- chunked framing -----------------------------------------------------------
 
+@before_nginx_1_21_1("a request with both Content-Length and Transfer-Encoding")
 @pytest.mark.parametrize("mode", ["builtin", "engine"])
 def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
     """Chunked bodies cut at every byte, with chunk extensions and trailers,
@@ -979,6 +980,7 @@ def engine_takes_every_method(engine):
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "FROBNICATE"]
 
 
+@before_nginx_1_21_1("CONNECT")
 @pytest.mark.parametrize("mode", ["builtin", "engine"])
 def test_every_http_method(start_nginx, engine, mode):
     """The module decides on the header and the body whatever the method (the
