@@ -46,7 +46,9 @@ if [ ! -e "$tree/.built" ]; then
     touch "$tree/.built"
 fi
 
-"$make" -C "$repo" BUILD="$dir/module" NGINX_SRC="$src" build > "$dir/module.log" 2>&1 \
+# NDK_SRC: the NDK headers of the NDK built here, for a nginx/config that
+# reads it (today's takes Debian's libnginx-mod-http-ndk-dev headers)
+NDK_SRC="$dir/ndk" "$make" -C "$repo" BUILD="$dir/module" NGINX_SRC="$src" build > "$dir/module.log" 2>&1 \
     || fail "$dir/module.log" "our module did not build against this nginx"
 
 echo "SMS_NGINX=$tree/objs/nginx"
