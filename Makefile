@@ -327,9 +327,14 @@ endif
 # the tests that need it are skipped. A failure names the nginx version.
 VERSIONS_DIR   := $(CURDIR)/Tests/versions
 MATRIX         := 1.18.0 1.26.3
+# nginx's own build: 1.18.0 needs PCRE1, 1.26.3 takes PCRE2
+VERSIONS_APT_PACKAGES := $(APT_PACKAGES) build-essential libpcre3-dev libpcre2-dev libssl-dev zlib1g-dev
 
-.PHONY: versions
-versions: $(SWIFT_LIB) pip-deps
+.PHONY: versions versions-apt-deps
+versions-apt-deps:
+	$(call apt_install,$(VERSIONS_APT_PACKAGES))
+
+versions: $(SWIFT_LIB) pip-deps | versions-apt-deps
 	@failed=""; \
 	for v in $(MATRIX); do \
 	    PYTHON=$(PYTHON) $(VERSIONS_DIR)/suite.sh $$v || failed="$$failed $$v"; \
@@ -349,7 +354,7 @@ DIST_ARCH      := $(shell uname -m)
 dist_file       = $(DIST).tmp/$(MODULE)-$(DEB_VERSION)-nginx-$(1)-$(DIST_ARCH).so
 
 .PHONY: dist
-dist: $(SO) $(SID_SO) pip-deps
+dist: $(SO) $(SID_SO) pip-deps | versions-apt-deps
 	@[ "$(abspath $(NGINX_SRC))" = /usr/share/nginx/src ] || \
 	    { echo "error: make dist builds against each nginx itself: do not set NGINX_SRC" >&2; exit 1; }
 	for v in $(MATRIX); do $(VERSIONS_DIR)/nginx-build.sh $$v > /dev/null || exit 1; done
