@@ -7,6 +7,13 @@ CXXABI_1.3.11: Ubuntu 22.04 (glibc 2.35, GCC 12's libstdc++) and newer.
 A new libc call, a newer build machine or a newer Swift toolchain can raise
 that floor without any other test noticing; these tests make it a decision.
 
+Jansson has one symbol version for every function (libjansson.so.4), so its
+floor is the set of functions: those Ubuntu 22.04's Jansson 2.13.1 exports
+(jansson-2.13.1.symbols). Today the module needs three that only 2.14 has,
+and so does not load into Ubuntu 22.04's nginx with Ubuntu's libjansson4
+(`undefined symbol: json_object_iter_key_len`, seen in an Ubuntu 22.04 root):
+that test is an expected failure until the module needs 2.13 only.
+
 They read each module built on this machine: `make build`'s, and those of
 `make dist`, `make versions` and nginx 1.30.6's (`make trixie`) when they
 exist. The modules built inside the trixie root are for Debian 13 only and
@@ -40,6 +47,11 @@ FLOOR = {"GLIBC": (2, 35), "GLIBCXX": (3, 4, 29), "CXXABI": (1, 3, 11)}
 ALLOWED_NEEDED = re.compile(
     r"^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|ld-linux[-\w.]*\.so\.\d|"
     r"libstdc\+\+\.so\.6|libgcc_s\.so\.1|libjansson\.so\.4)$")
+
+
+# The Jansson functions Ubuntu 22.04 has (libjansson4 2.13.1).
+with open(os.path.join(HERE, "jansson-2.13.1.symbols")) as f:
+    JANSSON_2_13 = {line.strip() for line in f if line.strip() and not line.startswith("#")}
 
 
 def modules():
@@ -111,3 +123,21 @@ def test_needs_no_swift_library(module):
     assert not re.search(r"\((RPATH|RUNPATH)\)", out), f"{module} carries a search path: {out}"
     extra = [n for n in needed if not ALLOWED_NEEDED.match(n)]
     assert not extra, f"{module} needs {extra}: a new package for every container (docs/containers.md)"
+
+
+def needed_functions(path, library):
+    """The undefined functions path takes from library (objdump -T)."""
+    out = subprocess.run(["objdump", "-T", path], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    return {line.split()[-1] for line in out.splitlines()
+            if "*UND*" in line and f"({library})" in line.replace("  ", " ")}
+
+
+@pytest.mark.xfail(strict=True, reason="the module calls Jansson 2.14's json_object_getn, "
+                   "json_object_setn_new and json_object_iter_key_len; Ubuntu 22.04 has 2.13.1")
+def test_jansson_functions_are_in_ubuntu_22_04_s_jansson(module):
+    needed = needed_functions(module, "libjansson.so.4")
+    assert "json_loadb" in needed, f"{module}: no Jansson function found: the parse is wrong"
+    missing = sorted(needed - JANSSON_2_13)
+    assert not missing, (f"{os.path.basename(module)} needs {missing}, which Jansson 2.13.1 "
+                         f"(Ubuntu 22.04) lacks: it would not load there")
