@@ -233,8 +233,9 @@ $(DEB): $(SWIFT_LIB) $(SHIM_SOURCES) $(DEB_SOURCES) | deb-apt-deps
 lintian: $(DEB)
 	lintian --fail-on error --info $<
 
-# `make packaging`: the package built and checked (Tests/packaging)
-packaging: deb pip-deps
+# `make packaging`: the package built and checked, and the glibc and
+# libstdc++ floor of the modules built here (Tests/packaging)
+packaging: build deb pip-deps
 	$(PYTHON) -m pytest -q Tests/packaging --ignore=Tests/packaging/test_trixie.py
 
 # --- Debian 13 (trixie) --------------------------------------------------------
