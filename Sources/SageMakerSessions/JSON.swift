@@ -100,14 +100,16 @@ public final class JSON {
         }
     }
 
+    /// Keys are read, looked up and set through jansson's NUL-terminated calls, not
+    /// 2.14's `…n` ones: Ubuntu 22.04 ships jansson 2.13.1, and the module must load
+    /// there. Nothing is lost: jansson's parser refuses a NUL byte in an object key.
     public var keys: [String] {
         guard isObject else { return [] }
         var keys: [String] = []
         var iter = json_object_iter(raw)
         while let it = iter {
             if let k = json_object_iter_key(it) {
-                let bytes = UnsafeRawBufferPointer(start: k, count: json_object_iter_key_len(it))
-                keys.append(String(decoding: bytes, as: UTF8.self))
+                keys.append(String(cString: k))
             }
             iter = json_object_iter_next(raw, it)
         }
@@ -117,7 +119,8 @@ public final class JSON {
     /// A borrowed member, retained for the caller.
     public subscript(key: String) -> JSON? {
         guard isObject else { return nil }
-        let member = key.withCString { json_object_getn(raw, $0, key.utf8.count) }
+        guard !key.utf8.contains(0) else { return nil }
+        let member = key.withCString { json_object_get(raw, $0) }
         guard let member else { return nil }
         return JSON(owning: json_incref(member))
     }
@@ -126,7 +129,8 @@ public final class JSON {
     @discardableResult
     public func set(_ key: String, _ value: JSON) -> Bool {
         guard isObject else { return false }
-        return key.withCString { json_object_setn(raw, $0, key.utf8.count, value.raw) == 0 }
+        guard !key.utf8.contains(0) else { return false }
+        return key.withCString { json_object_set(raw, $0, value.raw) == 0 }
     }
 
     /// Compact text, written straight into memory the caller provides.
