@@ -47,10 +47,70 @@ public enum JSONSplice {
     /// `value`: the string's UTF-8 bytes, where the caller holds them.
     public static func set(_ value: UnsafeRawBufferPointer, at path: [String], utf8: [[UInt8]],
                            in body: RequestBody) throws(Failure) -> [Piece] {
-        guard !path.isEmpty else { throw .notAnObject }
+        try splice(value, at: utf8, in: body).pieces
+    }
+
+    /// The same decision as `set`, without building the new body: where the
+    /// quoted value goes, which the caller writes out where it wants (the
+    /// shim's pool). Nothing is allocated for a one-run body and a one-key
+    /// path, as nearly every injection is. `value` must outlive the result.
+    public static func splice(_ value: UnsafeRawBufferPointer, at utf8: [[UInt8]],
+                              in body: RequestBody) throws(Failure) -> Splice {
+        guard !utf8.isEmpty else { throw .notAnObject }
         var scanner = Scanner(body: body, path: utf8)
         try scanner.document()
-        return try scanner.splice(value, path: path)
+        return try scanner.splice(value)
+    }
+
+    /// How many bytes `"text"`, escaped as `appendQuoted` escapes it, takes.
+    static func quotedCount(_ text: UnsafeRawBufferPointer) -> Int {
+        var n = 2
+        for b in text {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0a, 0x0d, 0x09: n &+= 2
+            case 0..<0x20, 0x7f: n &+= 6
+            default: n &+= 1
+            }
+        }
+        return n
+    }
+
+    /// `"text"` written at `out` as `appendQuoted` writes it; past the end.
+    static func writeQuoted(_ text: UnsafeRawBufferPointer, at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        var o = out
+        @inline(__always) func put(_ b: UInt8) {
+            o.storeBytes(of: b, as: UInt8.self)
+            o += 1
+        }
+        put(UInt8(ascii: "\""))
+        for b in text {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                put(0x5c)
+                put(b)
+            case 0x0a:
+                put(0x5c)
+                put(UInt8(ascii: "n"))
+            case 0x0d:
+                put(0x5c)
+                put(UInt8(ascii: "r"))
+            case 0x09:
+                put(0x5c)
+                put(UInt8(ascii: "t"))
+            case 0..<0x20, 0x7f:
+                let hex: StaticString = "0123456789abcdef"
+                put(0x5c)
+                put(UInt8(ascii: "u"))
+                put(0x30)
+                put(0x30)
+                put(hex.utf8Start[Int(b >> 4)])
+                put(hex.utf8Start[Int(b & 0x0f)])
+            default:
+                put(b)
+            }
+        }
+        put(UInt8(ascii: "\""))
+        return o
     }
 
     /// `"text"`, escaped as JSON requires, appended to `out`.
@@ -125,7 +185,30 @@ extension JSONSplice {
             var holder: Holder?
         }
 
-        let segments: [UnsafeRawBufferPointer]
+        /// The first level inline, the deeper ones (if any) in an array:
+        /// a path of one key, as nearly every one is, allocates nothing.
+        struct Levels {
+            var first = Level()
+            var deeper: [Level] = []
+
+            init(_ count: Int) {
+                guard count > 1 else { return }
+                // not Array(repeating:count:): its storage type is looked up at run time
+                deeper.reserveCapacity(count - 1)
+                for _ in 1..<count { deeper.append(Level()) }
+            }
+
+            subscript(i: Int) -> Level {
+                get { i == 0 ? first : deeper[i - 1] }
+                set {
+                    if i == 0 { first = newValue } else { deeper[i - 1] = newValue }
+                }
+            }
+        }
+
+        let body: RequestBody
+        /// The runs of a body of several; nil for one run (no array made).
+        let runs: [UnsafeRawBufferPointer]?
         let path: [[UInt8]]
         var segment = 0
         var offset = 0
@@ -133,19 +216,17 @@ extension JSONSplice {
 
         /// Per level of the path: the last value found for its key, and the
         /// object that holds it.
-        var levels: [Level]
+        var levels: Levels
 
-        /// The segment being read: `segments[segment]`.
+        /// The segment being read: the body's `segment`th run.
         var current: UnsafeRawBufferPointer
 
         init(body: RequestBody, path: [[UInt8]]) {
-            segments = body.segments
+            self.body = body
+            runs = body.oneRun == nil ? body.segments : nil
             self.path = path
-            // not Array(repeating:count:): its storage type is looked up at run time
-            levels = []
-            levels.reserveCapacity(path.count)
-            for _ in path { levels.append(Level()) }
-            current = segments.first ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            levels = Levels(path.count)
+            current = body.oneRun ?? runs?.first ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
 
         // MARK: reading
@@ -157,10 +238,11 @@ extension JSONSplice {
         }
 
         mutating func peekNextSegment() -> UInt8? {
-            while offset >= current.count && segment + 1 < segments.count {
+            guard let runs else { return nil }
+            while offset >= current.count && segment + 1 < runs.count {
                 segment += 1
                 offset = 0
-                current = segments[segment]
+                current = runs[segment]
             }
             return offset < current.count ? current[offset] : nil
         }
@@ -449,50 +531,139 @@ extension JSONSplice {
 
         // MARK: the new body
 
-        func splice(_ value: UnsafeRawBufferPointer, path: [String]) throws(Failure) -> [Piece] {
+        func splice(_ value: UnsafeRawBufferPointer) throws(Failure) -> Splice {
             for level in 0..<path.count {
                 guard let hit = levels[level].found else {
                     // insert what is missing before the holder's closing brace
                     guard let holder = levels[level].holder else { throw .notAnObject }
-                    var piece: [UInt8] = []
-                    piece.reserveCapacity(value.count + path[level...].reduce(0) { $0 + $1.utf8.count + 5 } + 4)
-                    if !holder.isEmpty { piece.append(UInt8(ascii: ",")) }
-                    for (k, name) in path[level...].enumerated() {
-                        if k > 0 { piece.append(UInt8(ascii: "{")) }
-                        JSONSplice.appendQuoted(name, to: &piece)
-                        piece.append(UInt8(ascii: ":"))
-                    }
-                    JSONSplice.appendQuoted(value, to: &piece)
-                    for _ in 0..<(path.count - level - 1) { piece.append(UInt8(ascii: "}")) }
-                    return around(holder.close, holder.close, .new(piece))
+                    return Splice(body: body, from: holder.close, to: holder.close, value: value, path: path,
+                                  missingFrom: level, comma: !holder.isEmpty)
                 }
                 if level == path.count - 1 {
-                    return around(hit.start, hit.end, .new(JSONSplice.quoted(value)))
+                    return Splice(body: body, from: hit.start, to: hit.end, value: value, path: path,
+                                  missingFrom: -1, comma: false)
                 }
-                guard hit.isObject else { throw .blocked(prefix: Array(path[...level])) }
+                guard hit.isObject else {
+                    throw .blocked(prefix: path[...level].map { String(decoding: $0, as: UTF8.self) })
+                }
             }
             throw .notAnObject
         }
+    }
 
-        /// The body with bytes [from, to) replaced by `piece`.
-        func around(_ from: Int, _ to: Int, _ piece: Piece) -> [Piece] {
-            var pieces: [Piece] = []
-            pieces.reserveCapacity(segments.count + 2)
-            append(0, from, to: &pieces)
-            pieces.append(piece)
-            append(to, Int.max, to: &pieces)
-            return pieces
+    /// The new body, as a decision: the client's bytes [from, to) replaced
+    /// by the quoted value, wrapped in the keys of the path from
+    /// `missingFrom` on when they were missing. Written out by the caller,
+    /// into memory it provides, with `inserted(at:)`; `pieces` builds it as
+    /// arrays (tests).
+    public struct Splice {
+        public let body: RequestBody
+        public let from: Int
+        public let to: Int
+        /// The value's bytes where the caller holds them (nginx's header),
+        /// or, with `owned`, nothing: they are then `owned`'s.
+        var borrowed: UnsafeRawBufferPointer
+        let path: [[UInt8]]
+        /// The first level whose key was missing; -1 when the last was found.
+        let missingFrom: Int
+        let comma: Bool
+        /// The value when the decision outlives the caller's bytes (tests,
+        /// `SessionManager.decide(sessionID:)` with an array).
+        var owned: [UInt8]? = nil
+
+        init(body: RequestBody, from: Int, to: Int, value: UnsafeRawBufferPointer, path: [[UInt8]],
+             missingFrom: Int, comma: Bool) {
+            self.body = body
+            self.from = from
+            self.to = to
+            borrowed = value
+            self.path = path
+            self.missingFrom = missingFrom
+            self.comma = comma
         }
 
-        /// Bytes [from, to) of the body, as slices of its segments.
-        func append(_ from: Int, _ to: Int, to pieces: inout [Piece]) {
+        /// The same splice holding its value itself: `value` is the bytes
+        /// it was made with, which may then go.
+        public func keeping(_ value: [UInt8]) -> Splice {
+            var copy = self
+            copy.owned = value
+            copy.borrowed = UnsafeRawBufferPointer(start: nil, count: 0)
+            return copy
+        }
+
+        @inline(__always)
+        func withValue<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+            if let owned { return owned.withUnsafeBytes(body) }
+            return body(borrowed)
+        }
+
+        /// How many bytes `inserted(at:)` writes.
+        public var insertedCount: Int {
+            var n = withValue { JSONSplice.quotedCount($0) }
+            guard missingFrom >= 0 else { return n }
+            if comma { n += 1 }
+            for k in missingFrom..<path.count {
+                n += path[k].withUnsafeBytes { JSONSplice.quotedCount($0) } + 1
+                if k > missingFrom { n += 2 }   // its `{` and `}`
+            }
+            return n
+        }
+
+        /// The new bytes written at `out`; past them.
+        @discardableResult
+        public func inserted(at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+            guard missingFrom >= 0 else { return withValue { JSONSplice.writeQuoted($0, at: out) } }
+            var o = out
+            if comma {
+                o.storeBytes(of: UInt8(ascii: ","), as: UInt8.self)
+                o += 1
+            }
+            for k in missingFrom..<path.count {
+                if k > missingFrom {
+                    o.storeBytes(of: UInt8(ascii: "{"), as: UInt8.self)
+                    o += 1
+                }
+                o = path[k].withUnsafeBytes { JSONSplice.writeQuoted($0, at: o) }
+                o.storeBytes(of: UInt8(ascii: ":"), as: UInt8.self)
+                o += 1
+            }
+            o = withValue { JSONSplice.writeQuoted($0, at: o) }
+            for _ in 0..<(path.count - missingFrom - 1) {
+                o.storeBytes(of: UInt8(ascii: "}"), as: UInt8.self)
+                o += 1
+            }
+            return o
+        }
+
+        /// The client's bytes [a, b), as slices of its runs, each given to `emit`.
+        @inline(__always)
+        public func originals(_ a: Int, _ b: Int, _ emit: (UnsafeRawBufferPointer) -> Void) {
+            if let one = body.oneRun {
+                let x = max(a, 0), y = min(b, one.count)
+                if x < y { emit(UnsafeRawBufferPointer(rebasing: one[x..<y])) }
+                return
+            }
             var start = 0
-            for segment in segments {
+            for segment in body.segments {
                 let end = start + segment.count
-                let a = max(from, start), b = min(to, end)
-                if a < b { pieces.append(.original(UnsafeRawBufferPointer(rebasing: segment[(a - start)..<(b - start)]))) }
+                let x = max(a, start), y = min(b, end)
+                if x < y { emit(UnsafeRawBufferPointer(rebasing: segment[(x - start)..<(y - start)])) }
                 start = end
             }
+        }
+
+        /// At most this many pieces make the new body.
+        public var maxPieces: Int { 2 * max(body.runCount, 1) + 1 }
+
+        /// The new body as pieces.
+        public var pieces: [Piece] {
+            var out: [Piece] = []
+            originals(0, from) { out.append(.original($0)) }
+            var new = [UInt8](repeating: 0, count: insertedCount)
+            new.withUnsafeMutableBytes { if let base = $0.baseAddress { inserted(at: base) } }
+            out.append(.new(new))
+            originals(to, Int.max) { out.append(.original($0)) }
+            return out
         }
     }
 }

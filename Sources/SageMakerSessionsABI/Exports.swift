@@ -307,23 +307,30 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
     return 0
 }
 
-/// A body to pass on: the client's bytes where they lie, new ones copied.
-func write(_ pieces: [JSONSplice.Piece], to output: UnsafeMutablePointer<sms_decision_t>,
+/// A body to pass on: the client's bytes where they lie, the new ones
+/// written straight after the list of pieces, in the same allocation.
+func write(_ splice: JSONSplice.Splice, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
-    guard let list = allocate(max(pieces.count, 1) * MemoryLayout<sms_str_t>.stride)?
-        .bindMemory(to: sms_str_t.self, capacity: max(pieces.count, 1)) else { return -1 }
-    for (i, piece) in pieces.enumerated() {
-        switch piece {
-        case .original(let bytes):
-            list[i] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-        case .new(let bytes):
-            guard let copied = put(bytes, allocate) else { return -1 }
-            list[i] = copied
-        }
+    let most = splice.maxPieces, stride = MemoryLayout<sms_str_t>.stride
+    let inserted = splice.insertedCount
+    guard let room = allocate(most * stride + inserted) else { return -1 }
+    let list = room.bindMemory(to: sms_str_t.self, capacity: most)
+    var n = 0
+    splice.originals(0, splice.from) { bytes in
+        list[n] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        n += 1
+    }
+    let new = room + most * stride
+    splice.inserted(at: new)
+    list[n] = sms_str_t(data: new.assumingMemoryBound(to: UInt8.self), len: inserted)
+    n += 1
+    splice.originals(splice.to, Int.max) { bytes in
+        list[n] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        n += 1
     }
     output.pointee.action = SMS_PASS_NEW_BODY
     output.pointee.pieces = UnsafePointer(list)
-    output.pointee.npieces = pieces.count
+    output.pointee.npieces = n
     return 0
 }
 

@@ -176,6 +176,12 @@ extension Array where Element == JSONSplice.Piece {
     }
 }
 
+extension JSONSplice.Splice {
+    var bytes: [UInt8] { pieces.bytes }
+    var text: String { pieces.text }
+    func dumped() -> String? { pieces.dumped() }
+}
+
 /// Bytes that outlive the call, as nginx's buffers outlive a decision: a
 /// spliced body points into them. Kept for the whole test run.
 func kept(_ text: String) -> UnsafeRawBufferPointer {
