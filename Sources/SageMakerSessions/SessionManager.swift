@@ -4,7 +4,7 @@ public enum Decision {
     case pass
     /// Pass the request on with this body instead of the client's: the
     /// client's bytes with new ones spliced in.
-    case passWithBody(JSONSplice.Splice)
+    case passWithBody(JSONSplice.Point)
     /// Boxed: an answer is large and rare, and a request passed on should
     /// not carry its room (nor pay to destroy it).
     indirect case answer(Answer)
@@ -15,21 +15,9 @@ public enum Decision {
     /// Pass on a request of a session with session affinity: to its home,
     /// or to the one nginx picks for it; with a new body when the session
     /// id is written into it.
-    case passSession(Route, body: JSONSplice.Splice?)
+    case passSession(Route, body: JSONSplice.Point?)
     /// Give the client the engine's answer as it is.
     case relay
-}
-
-extension Decision {
-    /// The same decision with a splice's value held by it, not borrowed
-    /// from `id`'s storage, which the caller is about to drop.
-    func keeping(_ id: [UInt8]) -> Decision {
-        switch self {
-        case .passWithBody(let splice): return .passWithBody(splice.keeping(id))
-        case .passSession(let route, .some(let splice)): return .passSession(route, body: splice.keeping(id))
-        default: return self
-        }
-    }
 }
 
 public enum EngineCall: Equatable {
@@ -86,7 +74,6 @@ public struct SessionManager {
                        now: Double = WallClock.now()) -> Decision {
         guard let sessionID else { return decide(header: nil, body: body, repeatedHeader: repeatedHeader, now: now) }
         return sessionID.withUnsafeBytes { decide(header: $0, body: body, repeatedHeader: repeatedHeader, now: now) }
-            .keeping(sessionID)
     }
 
     /// The same with the header's bytes where nginx holds them.
@@ -219,9 +206,9 @@ public struct SessionManager {
         }
     }
 
-    func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSONSplice.Splice {
+    func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSONSplice.Point {
         do {
-            return try JSONSplice.splice(id, at: path.utf8, in: body)
+            return try JSONSplice.point(at: path.utf8, in: body)
         } catch {
             switch error {
             case .notAnObject: throw .notAnObject(path: path.description)

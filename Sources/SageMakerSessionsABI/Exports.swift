@@ -219,7 +219,7 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     // told before the decision is written, which then consumes it
     let outcome = SessionOutcome.of(decision, header: header(r),
                                     engineOwnsSessions: borrow(location, as: Location.self) { $0.engineOwnsSessions } ?? false)
-    let written = write(decision, to: output) { alloc(pool, $0) }
+    let written = write(decision, to: output, body: body, header: header(r), location: location) { alloc(pool, $0) }
     record(outcome, request: r, to: output)
     return written
 }
@@ -243,7 +243,8 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
     let decision = borrow(location, as: Location.self) {
         $0.answer(store, engineCall, sessionID: sessionID, response: captured, home: home)
     } ?? SessionManager(store: nil, injectPath: nil).answer(engineCall, sessionID: sessionID, response: captured)
-    let written = write(decision, to: output) { alloc(pool, $0) }
+    let written = write(decision, to: output, body: RequestBody(UnsafeRawBufferPointer(start: nil, count: 0)),
+                        header: header(request.pointee), location: location) { alloc(pool, $0) }
     Metrics.engineCall(engineCall, status: Int(e.status), micros: e.duration_us)
     var outcome = SessionOutcome.of(decision, header: nil, engineOwnsSessions: true)
     if outcome == .none { outcome = .engineError }
@@ -281,26 +282,27 @@ public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
 /// uses is written: passing a request on writes one field.
 @inline(__always)
 func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>,
+           body: RequestBody, header: UnsafeRawBufferPointer?, location: UnsafeMutableRawPointer?,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
     switch decision {
     case .pass:
         output.pointee.action = SMS_PASS
     case .relay:
         output.pointee.action = SMS_RELAY
-    case .passWithBody(let pieces):
-        return write(pieces, to: output, allocate)
+    case .passWithBody(let point):
+        return write(point, body, header, location, to: output, allocate)
     case .callEngine(let call, let document, let route):
         guard let bytes = document.dump(into: allocate) else { return -1 }
         output.pointee.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
         output.pointee.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
         if let route { write(route, to: output) }
-    case .passSession(let route, let pieces):
+    case .passSession(let route, let point):
         write(route, to: output)
-        guard let pieces else {
+        guard let point else {
             output.pointee.action = SMS_PASS
             return 0
         }
-        return write(pieces, to: output, allocate)
+        return write(point, body, header, location, to: output, allocate)
     case .answer(let answer):
         return write(answer, to: output, allocate)
     }
@@ -309,8 +311,15 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
 
 /// A body to pass on: the client's bytes where they lie, the new ones
 /// written straight after the list of pieces, in the same allocation.
-func write(_ splice: JSONSplice.Splice, to output: UnsafeMutablePointer<sms_decision_t>,
+/// Apart, so that the decisions passed on as they are do not carry its frame.
+@inline(never)
+func write(_ point: JSONSplice.Point, _ body: RequestBody, _ header: UnsafeRawBufferPointer?,
+           _ location: UnsafeMutableRawPointer?, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
+    guard let header, let path = borrow(location, as: Location.self, { $0.configured.injectPath?.utf8 }) ?? nil else {
+        return -1
+    }
+    let splice = JSONSplice.Splice(point, body: body, value: header, path: path)
     let most = splice.maxPieces, stride = MemoryLayout<sms_str_t>.stride
     let inserted = splice.insertedCount
     guard let room = allocate(most * stride + inserted) else { return -1 }
