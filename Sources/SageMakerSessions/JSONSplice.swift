@@ -304,16 +304,19 @@ extension JSONSplice {
             position += 1
         }
 
+        @inline(__always)
         mutating func next() -> UInt8? {
             guard let b = peek() else { return nil }
             advance()
             return b
         }
 
+        @inline(__always)
         mutating func skipBlanks() {
             while let b = peek(), b == 0x20 || b == 0x09 || b == 0x0a || b == 0x0d { advance() }
         }
 
+        @inline(__always)
         mutating func expect(_ byte: UInt8) throws(Failure) {
             guard next() == byte else { throw .notAnObject }
         }
