@@ -61,6 +61,20 @@ public enum JSONSplice {
         Splice(try point(at: utf8, in: body), body: body, value: value, path: utf8)
     }
 
+    /// Per level of `path`, what goes before the value when the keys from
+    /// that level on are missing: `"a":{"b":` for `a.b` from level 0.
+    public static func keys(_ path: [[UInt8]]) -> [[UInt8]] {
+        (0..<path.count).map { level in
+            var out: [UInt8] = []
+            for k in level..<path.count {
+                if k > level { out.append(UInt8(ascii: "{")) }
+                path[k].withUnsafeBytes { appendQuoted($0, to: &out) }
+                out.append(UInt8(ascii: ":"))
+            }
+            return out
+        }
+    }
+
     /// Where the value goes, as four plain numbers: what a decision
     /// carries, so that a decision stays small and holds no reference (its
     /// copies and its end cost nothing on the requests passed on as they are).
@@ -605,12 +619,22 @@ extension JSONSplice {
         let point: Point
         let value: UnsafeRawBufferPointer
         let path: [[UInt8]]
+        /// `JSONSplice.keys(path)`: what goes before the value when the keys
+        /// from a level on are missing.
+        let keys: [[UInt8]]
 
         public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]]) {
+            self.init(point, body: body, value: value, path: path, keys: JSONSplice.keys(path))
+        }
+
+        /// `keys`: `JSONSplice.keys(path)`, made once per location.
+        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]],
+                    keys: [[UInt8]]) {
             self.point = point
             self.body = body
             self.value = value
             self.path = path
+            self.keys = keys
         }
 
         public var from: Int { point.from }
@@ -618,40 +642,30 @@ extension JSONSplice {
         var missingFrom: Int { Int(point.missingFrom) }
         var comma: Bool { point.comma }
 
-        @inline(__always)
-        func withValue<R>(_ use: (UnsafeRawBufferPointer) -> R) -> R { use(value) }
-
         /// How many bytes `inserted(at:)` writes.
         public var insertedCount: Int {
-            var n = withValue { JSONSplice.quotedCount($0) }
-            guard missingFrom >= 0 else { return n }
-            if comma { n += 1 }
-            for k in missingFrom..<path.count {
-                n += path[k].withUnsafeBytes { JSONSplice.quotedCount($0) } + 1
-                if k > missingFrom { n += 2 }   // its `{` and `}`
-            }
-            return n
+            let n = JSONSplice.quotedCount(value)
+            guard missingFrom >= 0, missingFrom < keys.count else { return n }
+            return n + (comma ? 1 : 0) + keys[missingFrom].count + (path.count - missingFrom - 1)
         }
 
-        /// The new bytes written at `out`; past them.
+        /// The new bytes written at `out`; past them: a comma perhaps, the
+        /// missing keys (made once per location), the quoted value, braces.
         @discardableResult
         public func inserted(at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-            guard missingFrom >= 0 else { return withValue { JSONSplice.writeQuoted($0, at: out) } }
+            guard missingFrom >= 0, missingFrom < keys.count else { return JSONSplice.writeQuoted(value, at: out) }
             var o = out
             if comma {
                 o.storeBytes(of: UInt8(ascii: ","), as: UInt8.self)
                 o += 1
             }
-            for k in missingFrom..<path.count {
-                if k > missingFrom {
-                    o.storeBytes(of: UInt8(ascii: "{"), as: UInt8.self)
-                    o += 1
-                }
-                o = path[k].withUnsafeBytes { JSONSplice.writeQuoted($0, at: o) }
-                o.storeBytes(of: UInt8(ascii: ":"), as: UInt8.self)
-                o += 1
+            let prefix = keys[missingFrom]
+            o = prefix.withUnsafeBytes { p in
+                guard let base = p.baseAddress else { return o }
+                o.copyMemory(from: base, byteCount: p.count)
+                return o + p.count
             }
-            o = withValue { JSONSplice.writeQuoted($0, at: o) }
+            o = JSONSplice.writeQuoted(value, at: o)
             for _ in 0..<(path.count - missingFrom - 1) {
                 o.storeBytes(of: UInt8(ascii: "}"), as: UInt8.self)
                 o += 1
