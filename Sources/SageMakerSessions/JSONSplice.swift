@@ -271,7 +271,6 @@ extension JSONSplice {
             }
         }
 
-        let body: RequestBody
         /// The runs of a body of several; nil for one run (no array made).
         let runs: [UnsafeRawBufferPointer]?
         let path: [[UInt8]]
@@ -287,7 +286,6 @@ extension JSONSplice {
         var current: UnsafeRawBufferPointer
 
         init(body: RequestBody, path: [[UInt8]]) {
-            self.body = body
             runs = body.oneRun == nil ? body.segments : nil
             self.path = path
             levels = Levels(path.count)
