@@ -233,35 +233,53 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
 {
     off_t         len;
     u_char       *p;
-    ngx_uint_t    i;
+    ngx_buf_t    *b;
+    ngx_uint_t    i, n;
     ngx_chain_t  *cl, *out, *last;
+
+    if (d->npieces == 0) {
+        return NGX_ERROR;
+    }
+
+    /* the buffers and their links in one allocation each, not one a piece */
+
+    b = ngx_pcalloc(r->pool, d->npieces * sizeof(ngx_buf_t));
+    cl = ngx_palloc(r->pool, d->npieces * sizeof(ngx_chain_t));
+
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
 
     out = NULL;
     last = NULL;
     len = 0;
+    n = 0;
 
     for (i = 0; i < d->npieces; i++) {
         if (d->pieces[i].len == 0) {
             continue;
         }
 
-        cl = ngx_http_sagemaker_sessions_chain(r->pool,
-                                               (sms_str_t *) &d->pieces[i]);
-        if (cl == NULL) {
-            return NGX_ERROR;
-        }
+        b[n].pos = (u_char *) d->pieces[i].data;
+        b[n].last = b[n].pos + d->pieces[i].len;
+        b[n].start = b[n].pos;
+        b[n].end = b[n].last;
+        b[n].memory = 1;
 
-        cl->buf->last_buf = 0;
+        cl[n].buf = &b[n];
+        cl[n].next = NULL;
+
         len += d->pieces[i].len;
 
         if (last) {
-            last->next = cl;
+            last->next = &cl[n];
 
         } else {
-            out = cl;
+            out = &cl[n];
         }
 
-        last = cl;
+        last = &cl[n];
+        n++;
     }
 
     if (last == NULL) {

@@ -5,6 +5,9 @@ public struct JSONPath: Equatable, CustomStringConvertible {
     public let segments: [String]
     /// The segments as bytes, for matching against raw JSON.
     public let utf8: [[UInt8]]
+    /// `JSONSplice.keys(utf8)`: the keys an injection writes when they are
+    /// missing, quoted once here rather than on each request.
+    public let spliceKeys: [[UInt8]]
 
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case empty
@@ -25,6 +28,7 @@ public struct JSONPath: Equatable, CustomStringConvertible {
     public init(segments: [String]) {
         self.segments = segments
         self.utf8 = segments.map { Array($0.utf8) }
+        self.spliceKeys = JSONSplice.keys(utf8)
     }
 
     /// Read by Unicode scalar, not by `Character`: a combining mark after a

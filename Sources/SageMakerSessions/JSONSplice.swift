@@ -1,3 +1,5 @@
+import Glibc
+
 /// Writes one string into a JSON object body without re-encoding the rest:
 /// the body is checked to be a JSON object (RFC 8259, UTF-8) in one pass over
 /// nginx's buffers, and the new body is those same bytes with a small piece
@@ -47,10 +49,133 @@ public enum JSONSplice {
     /// `value`: the string's UTF-8 bytes, where the caller holds them.
     public static func set(_ value: UnsafeRawBufferPointer, at path: [String], utf8: [[UInt8]],
                            in body: RequestBody) throws(Failure) -> [Piece] {
-        guard !path.isEmpty else { throw .notAnObject }
+        try splice(value, at: utf8, in: body).pieces
+    }
+
+    /// The same decision as `set`, without building the new body: where the
+    /// quoted value goes, which the caller writes out where it wants (the
+    /// shim's pool). Nothing is allocated for a one-run body and a one-key
+    /// path, as nearly every injection is. `value` must outlive the result.
+    public static func splice(_ value: UnsafeRawBufferPointer, at utf8: [[UInt8]],
+                              in body: RequestBody) throws(Failure) -> Splice {
+        Splice(try point(at: utf8, in: body), body: body, value: value, path: utf8)
+    }
+
+    /// Per level of `path`, what goes before the value when the keys from
+    /// that level on are missing: `"a":{"b":` for `a.b` from level 0.
+    public static func keys(_ path: [[UInt8]]) -> [[UInt8]] {
+        (0..<path.count).map { level in
+            var out: [UInt8] = []
+            for k in level..<path.count {
+                if k > level { out.append(UInt8(ascii: "{")) }
+                path[k].withUnsafeBytes { appendQuoted($0, to: &out) }
+                out.append(UInt8(ascii: ":"))
+            }
+            return out
+        }
+    }
+
+    /// Where the value goes, as four plain numbers: what a decision
+    /// carries, so that a decision stays small and holds no reference (its
+    /// copies and its end cost nothing on the requests passed on as they are).
+    public static func point(at utf8: [[UInt8]], in body: RequestBody) throws(Failure) -> Point {
+        guard !utf8.isEmpty else { throw .notAnObject }
         var scanner = Scanner(body: body, path: utf8)
         try scanner.document()
-        return try scanner.splice(value, path: path)
+        return try scanner.point()
+    }
+
+    /// The client's bytes [from, to) are replaced; from `missingFrom` on
+    /// (-1: none) the path's keys were missing and are written too, after a
+    /// comma when `comma`.
+    public struct Point: Equatable {
+        public let from: Int
+        public let to: Int
+        let missingFrom: Int32
+        let comma: Bool
+    }
+
+    /// Whether `text` goes between quotes as it is: no `"`, `\\`, control
+    /// character or DEL, eight bytes a step (a session id is 36 such bytes).
+    /// Bytes from 0x80 send it the slow way, which copies them as they are.
+    @inline(__always)
+    static func isVerbatim(_ text: UnsafeRawBufferPointer) -> Bool {
+        guard let base = text.baseAddress else { return true }
+        let n = text.count
+        var i = 0
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        while i &+ 8 <= n {
+            let w = (base + i).loadUnaligned(as: UInt64.self)
+            let control = (w &- 0x2020_2020_2020_2020) & ~w
+            let q = w ^ 0x2222_2222_2222_2222, s = w ^ 0x5c5c_5c5c_5c5c_5c5c, d = w ^ 0x7f7f_7f7f_7f7f_7f7f
+            let hits = control | ((q &- ones) & ~q) | ((s &- ones) & ~s) | ((d &- ones) & ~d)
+            if (w | hits) & highs != 0 { return false }
+            i &+= 8
+        }
+        while i < n {
+            let b = base.load(fromByteOffset: i, as: UInt8.self)
+            if !Scanner.isPlain(b) || b == 0x7f { return false }
+            i &+= 1
+        }
+        return true
+    }
+
+    /// How many bytes `"text"`, escaped as `appendQuoted` escapes it, takes.
+    static func quotedCount(_ text: UnsafeRawBufferPointer) -> Int {
+        if isVerbatim(text) { return text.count &+ 2 }
+        var n = 2
+        for b in text {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0a, 0x0d, 0x09: n &+= 2
+            case 0..<0x20, 0x7f: n &+= 6
+            default: n &+= 1
+            }
+        }
+        return n
+    }
+
+    /// `"text"` written at `out` as `appendQuoted` writes it; past the end.
+    static func writeQuoted(_ text: UnsafeRawBufferPointer, at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        var o = out
+        @inline(__always) func put(_ b: UInt8) {
+            o.storeBytes(of: b, as: UInt8.self)
+            o += 1
+        }
+        put(UInt8(ascii: "\""))
+        if isVerbatim(text), let base = text.baseAddress {
+            o.copyMemory(from: base, byteCount: text.count)
+            o += text.count
+            put(UInt8(ascii: "\""))
+            return o
+        }
+        for b in text {
+            switch b {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                put(0x5c)
+                put(b)
+            case 0x0a:
+                put(0x5c)
+                put(UInt8(ascii: "n"))
+            case 0x0d:
+                put(0x5c)
+                put(UInt8(ascii: "r"))
+            case 0x09:
+                put(0x5c)
+                put(UInt8(ascii: "t"))
+            case 0..<0x20, 0x7f:
+                let hex: StaticString = "0123456789abcdef"
+                put(0x5c)
+                put(UInt8(ascii: "u"))
+                put(0x30)
+                put(0x30)
+                put(hex.utf8Start[Int(b >> 4)])
+                put(hex.utf8Start[Int(b & 0x0f)])
+            default:
+                put(b)
+            }
+        }
+        put(UInt8(ascii: "\""))
+        return o
     }
 
     /// `"text"`, escaped as JSON requires, appended to `out`.
@@ -125,7 +250,29 @@ extension JSONSplice {
             var holder: Holder?
         }
 
-        let segments: [UnsafeRawBufferPointer]
+        /// The first level inline, the deeper ones (if any) in an array:
+        /// a path of one key, as nearly every one is, allocates nothing.
+        struct Levels {
+            var first = Level()
+            var deeper: [Level] = []
+
+            init(_ count: Int) {
+                guard count > 1 else { return }
+                // not Array(repeating:count:): its storage type is looked up at run time
+                deeper.reserveCapacity(count - 1)
+                for _ in 1..<count { deeper.append(Level()) }
+            }
+
+            subscript(i: Int) -> Level {
+                get { i == 0 ? first : deeper[i - 1] }
+                set {
+                    if i == 0 { first = newValue } else { deeper[i - 1] = newValue }
+                }
+            }
+        }
+
+        /// The runs of a body of several; nil for one run (no array made).
+        let runs: [UnsafeRawBufferPointer]?
         let path: [[UInt8]]
         var segment = 0
         var offset = 0
@@ -133,19 +280,16 @@ extension JSONSplice {
 
         /// Per level of the path: the last value found for its key, and the
         /// object that holds it.
-        var levels: [Level]
+        var levels: Levels
 
-        /// The segment being read: `segments[segment]`.
+        /// The segment being read: the body's `segment`th run.
         var current: UnsafeRawBufferPointer
 
         init(body: RequestBody, path: [[UInt8]]) {
-            segments = body.segments
+            runs = body.oneRun == nil ? body.segments : nil
             self.path = path
-            // not Array(repeating:count:): its storage type is looked up at run time
-            levels = []
-            levels.reserveCapacity(path.count)
-            for _ in path { levels.append(Level()) }
-            current = segments.first ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            levels = Levels(path.count)
+            current = body.oneRun ?? runs?.first ?? UnsafeRawBufferPointer(start: nil, count: 0)
         }
 
         // MARK: reading
@@ -157,10 +301,11 @@ extension JSONSplice {
         }
 
         mutating func peekNextSegment() -> UInt8? {
-            while offset >= current.count && segment + 1 < segments.count {
+            guard let runs else { return nil }
+            while offset >= current.count && segment + 1 < runs.count {
                 segment += 1
                 offset = 0
-                current = segments[segment]
+                current = runs[segment]
             }
             return offset < current.count ? current[offset] : nil
         }
@@ -171,16 +316,19 @@ extension JSONSplice {
             position += 1
         }
 
+        @inline(__always)
         mutating func next() -> UInt8? {
             guard let b = peek() else { return nil }
             advance()
             return b
         }
 
+        @inline(__always)
         mutating func skipBlanks() {
             while let b = peek(), b == 0x20 || b == 0x09 || b == 0x0a || b == 0x0d { advance() }
         }
 
+        @inline(__always)
         mutating func expect(_ byte: UInt8) throws(Failure) {
             guard next() == byte else { throw .notAnObject }
         }
@@ -311,7 +459,15 @@ extension JSONSplice {
             try expect(UInt8(ascii: "\""))
             var match = Match(wanted)
             while true {
-                if match.isOn { plainRun(into: &match) } else { skipPlainRun() }
+                if match.isOn {
+                    let from = offset
+                    skipPlainRun()
+                    if offset > from, let base = current.baseAddress {
+                        match.feed(UnsafeRawBufferPointer(start: base + from, count: offset - from))
+                    }
+                } else {
+                    skipPlainRun()
+                }
                 guard let b = next() else { throw .notAnObject }
                 switch b {
                 case UInt8(ascii: "\""):
@@ -357,22 +513,6 @@ extension JSONSplice {
                 i += 8
             }
             while i < count, Scanner.isPlain(base.load(fromByteOffset: i, as: UInt8.self)) { i += 1 }
-            position += i - offset
-            offset = i
-        }
-
-        /// Plain bytes of a key compared with the wanted one as they go by.
-        @inline(__always)
-        mutating func plainRun(into match: inout Match) {
-            guard let base = current.baseAddress else { return }
-            let count = current.count
-            var i = offset
-            while i < count {
-                let b = base.load(fromByteOffset: i, as: UInt8.self)
-                guard Scanner.isPlain(b) else { break }
-                match.feed(b)
-                i += 1
-            }
             position += i - offset
             offset = i
         }
@@ -449,50 +589,117 @@ extension JSONSplice {
 
         // MARK: the new body
 
-        func splice(_ value: UnsafeRawBufferPointer, path: [String]) throws(Failure) -> [Piece] {
+        func point() throws(Failure) -> Point {
             for level in 0..<path.count {
                 guard let hit = levels[level].found else {
                     // insert what is missing before the holder's closing brace
                     guard let holder = levels[level].holder else { throw .notAnObject }
-                    var piece: [UInt8] = []
-                    piece.reserveCapacity(value.count + path[level...].reduce(0) { $0 + $1.utf8.count + 5 } + 4)
-                    if !holder.isEmpty { piece.append(UInt8(ascii: ",")) }
-                    for (k, name) in path[level...].enumerated() {
-                        if k > 0 { piece.append(UInt8(ascii: "{")) }
-                        JSONSplice.appendQuoted(name, to: &piece)
-                        piece.append(UInt8(ascii: ":"))
-                    }
-                    JSONSplice.appendQuoted(value, to: &piece)
-                    for _ in 0..<(path.count - level - 1) { piece.append(UInt8(ascii: "}")) }
-                    return around(holder.close, holder.close, .new(piece))
+                    return Point(from: holder.close, to: holder.close, missingFrom: Int32(truncatingIfNeeded: level),
+                                 comma: !holder.isEmpty)
                 }
                 if level == path.count - 1 {
-                    return around(hit.start, hit.end, .new(JSONSplice.quoted(value)))
+                    return Point(from: hit.start, to: hit.end, missingFrom: -1, comma: false)
                 }
-                guard hit.isObject else { throw .blocked(prefix: Array(path[...level])) }
+                guard hit.isObject else {
+                    throw .blocked(prefix: path[...level].map { String(decoding: $0, as: UTF8.self) })
+                }
             }
             throw .notAnObject
         }
+    }
 
-        /// The body with bytes [from, to) replaced by `piece`.
-        func around(_ from: Int, _ to: Int, _ piece: Piece) -> [Piece] {
-            var pieces: [Piece] = []
-            pieces.reserveCapacity(segments.count + 2)
-            append(0, from, to: &pieces)
-            pieces.append(piece)
-            append(to, Int.max, to: &pieces)
-            return pieces
+    /// The new body: a `Point` with what it needs to be written out, the
+    /// client's body, the value and the path. Written out by the caller,
+    /// into memory it provides, with `inserted(at:)`; `pieces` builds it as
+    /// arrays (tests). `value` and `body` must outlive it.
+    public struct Splice {
+        public let body: RequestBody
+        let point: Point
+        let value: UnsafeRawBufferPointer
+        let path: [[UInt8]]
+        /// `JSONSplice.keys(path)`: what goes before the value when the keys
+        /// from a level on are missing.
+        let keys: [[UInt8]]
+
+        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]]) {
+            self.init(point, body: body, value: value, path: path, keys: JSONSplice.keys(path))
         }
 
-        /// Bytes [from, to) of the body, as slices of its segments.
-        func append(_ from: Int, _ to: Int, to pieces: inout [Piece]) {
+        /// `keys`: `JSONSplice.keys(path)`, made once per location.
+        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]],
+                    keys: [[UInt8]]) {
+            self.point = point
+            self.body = body
+            self.value = value
+            self.path = path
+            self.keys = keys
+        }
+
+        public var from: Int { point.from }
+        public var to: Int { point.to }
+        var missingFrom: Int { Int(point.missingFrom) }
+        var comma: Bool { point.comma }
+
+        /// How many bytes `inserted(at:)` writes.
+        public var insertedCount: Int {
+            let n = JSONSplice.quotedCount(value)
+            guard missingFrom >= 0, missingFrom < keys.count else { return n }
+            return n + (comma ? 1 : 0) + keys[missingFrom].count + (path.count - missingFrom - 1)
+        }
+
+        /// The new bytes written at `out`; past them: a comma perhaps, the
+        /// missing keys (made once per location), the quoted value, braces.
+        @discardableResult
+        public func inserted(at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+            guard missingFrom >= 0, missingFrom < keys.count else { return JSONSplice.writeQuoted(value, at: out) }
+            var o = out
+            if comma {
+                o.storeBytes(of: UInt8(ascii: ","), as: UInt8.self)
+                o += 1
+            }
+            let prefix = keys[missingFrom]
+            o = prefix.withUnsafeBytes { p in
+                guard let base = p.baseAddress else { return o }
+                o.copyMemory(from: base, byteCount: p.count)
+                return o + p.count
+            }
+            o = JSONSplice.writeQuoted(value, at: o)
+            for _ in 0..<(path.count - missingFrom - 1) {
+                o.storeBytes(of: UInt8(ascii: "}"), as: UInt8.self)
+                o += 1
+            }
+            return o
+        }
+
+        /// The client's bytes [a, b), as slices of its runs, each given to `emit`.
+        @inline(__always)
+        public func originals(_ a: Int, _ b: Int, _ emit: (UnsafeRawBufferPointer) -> Void) {
+            if let one = body.oneRun {
+                let x = max(a, 0), y = min(b, one.count)
+                if x < y { emit(UnsafeRawBufferPointer(rebasing: one[x..<y])) }
+                return
+            }
             var start = 0
-            for segment in segments {
+            for segment in body.segments {
                 let end = start + segment.count
-                let a = max(from, start), b = min(to, end)
-                if a < b { pieces.append(.original(UnsafeRawBufferPointer(rebasing: segment[(a - start)..<(b - start)]))) }
+                let x = max(a, start), y = min(b, end)
+                if x < y { emit(UnsafeRawBufferPointer(rebasing: segment[(x - start)..<(y - start)])) }
                 start = end
             }
+        }
+
+        /// At most this many pieces make the new body.
+        public var maxPieces: Int { 2 * max(body.runCount, 1) + 1 }
+
+        /// The new body as pieces.
+        public var pieces: [Piece] {
+            var out: [Piece] = []
+            originals(0, from) { out.append(.original($0)) }
+            var new = [UInt8](repeating: 0, count: insertedCount)
+            new.withUnsafeMutableBytes { if let base = $0.baseAddress { inserted(at: base) } }
+            out.append(.new(new))
+            originals(to, Int.max) { out.append(.original($0)) }
+            return out
         }
     }
 }
@@ -517,6 +724,20 @@ struct Match {
         } else {
             failed = true
         }
+    }
+
+    /// A run of plain bytes at once: one `memcmp`, not a call a byte.
+    @inline(__always)
+    mutating func feed(_ run: UnsafeRawBufferPointer) {
+        guard let wanted, !failed else { return }
+        guard index &+ run.count <= wanted.count, let p = run.baseAddress else {
+            failed = true
+            return
+        }
+        let same = wanted.withUnsafeBytes { w in
+            w.baseAddress.map { memcmp($0 + index, p, run.count) == 0 } ?? false
+        }
+        if same { index &+= run.count } else { failed = true }
     }
 
     var complete: Bool { wanted != nil && !failed && index == wanted?.count }

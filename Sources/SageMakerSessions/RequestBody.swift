@@ -64,6 +64,9 @@ public struct RequestBody {
     /// The body as one run, when it is one (or empty).
     var oneRun: UnsafeRawBufferPointer? { several == nil ? single : nil }
 
+    /// How many runs, none empty (0 for an empty body).
+    public var runCount: Int { several?.count ?? (single.isEmpty ? 0 : 1) }
+
     public var count: Int { oneRun?.count ?? runs.reduce(0) { $0 + $1.count } }
 
     /// Only a body whose first non-blank byte is `{` can be a JSON object.

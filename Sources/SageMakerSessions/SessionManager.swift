@@ -4,7 +4,7 @@ public enum Decision {
     case pass
     /// Pass the request on with this body instead of the client's: the
     /// client's bytes with new ones spliced in.
-    case passWithBody([JSONSplice.Piece])
+    case passWithBody(JSONSplice.Point)
     /// Boxed: an answer is large and rare, and a request passed on should
     /// not carry its room (nor pay to destroy it).
     indirect case answer(Answer)
@@ -15,7 +15,7 @@ public enum Decision {
     /// Pass on a request of a session with session affinity: to its home,
     /// or to the one nginx picks for it; with a new body when the session
     /// id is written into it.
-    case passSession(Route, body: [JSONSplice.Piece]?)
+    case passSession(Route, body: JSONSplice.Point?)
     /// Give the client the engine's answer as it is.
     case relay
 }
@@ -206,9 +206,9 @@ public struct SessionManager {
         }
     }
 
-    func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> [JSONSplice.Piece] {
+    func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSONSplice.Point {
         do {
-            return try JSONSplice.set(id, at: path.segments, utf8: path.utf8, in: body)
+            return try JSONSplice.point(at: path.utf8, in: body)
         } catch {
             switch error {
             case .notAnObject: throw .notAnObject(path: path.description)

@@ -219,7 +219,7 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     // told before the decision is written, which then consumes it
     let outcome = SessionOutcome.of(decision, header: header(r),
                                     engineOwnsSessions: borrow(location, as: Location.self) { $0.engineOwnsSessions } ?? false)
-    let written = write(decision, to: output) { alloc(pool, $0) }
+    let written = write(decision, to: output, body: body, header: header(r), location: location) { alloc(pool, $0) }
     record(outcome, request: r, to: output)
     return written
 }
@@ -243,7 +243,8 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
     let decision = borrow(location, as: Location.self) {
         $0.answer(store, engineCall, sessionID: sessionID, response: captured, home: home)
     } ?? SessionManager(store: nil, injectPath: nil).answer(engineCall, sessionID: sessionID, response: captured)
-    let written = write(decision, to: output) { alloc(pool, $0) }
+    let written = write(decision, to: output, body: RequestBody(UnsafeRawBufferPointer(start: nil, count: 0)),
+                        header: header(request.pointee), location: location) { alloc(pool, $0) }
     Metrics.engineCall(engineCall, status: Int(e.status), micros: e.duration_us)
     var outcome = SessionOutcome.of(decision, header: nil, engineOwnsSessions: true)
     if outcome == .none { outcome = .engineError }
@@ -281,49 +282,64 @@ public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
 /// uses is written: passing a request on writes one field.
 @inline(__always)
 func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>,
+           body: RequestBody, header: UnsafeRawBufferPointer?, location: UnsafeMutableRawPointer?,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
     switch decision {
     case .pass:
         output.pointee.action = SMS_PASS
     case .relay:
         output.pointee.action = SMS_RELAY
-    case .passWithBody(let pieces):
-        return write(pieces, to: output, allocate)
+    case .passWithBody(let point):
+        return write(point, body, header, location, to: output, allocate)
     case .callEngine(let call, let document, let route):
         guard let bytes = document.dump(into: allocate) else { return -1 }
         output.pointee.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
         output.pointee.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
         if let route { write(route, to: output) }
-    case .passSession(let route, let pieces):
+    case .passSession(let route, let point):
         write(route, to: output)
-        guard let pieces else {
+        guard let point else {
             output.pointee.action = SMS_PASS
             return 0
         }
-        return write(pieces, to: output, allocate)
+        return write(point, body, header, location, to: output, allocate)
     case .answer(let answer):
         return write(answer, to: output, allocate)
     }
     return 0
 }
 
-/// A body to pass on: the client's bytes where they lie, new ones copied.
-func write(_ pieces: [JSONSplice.Piece], to output: UnsafeMutablePointer<sms_decision_t>,
+/// A body to pass on: the client's bytes where they lie, the new ones
+/// written straight after the list of pieces, in the same allocation.
+/// Apart, so that the decisions passed on as they are do not carry its frame.
+@inline(never)
+func write(_ point: JSONSplice.Point, _ body: RequestBody, _ header: UnsafeRawBufferPointer?,
+           _ location: UnsafeMutableRawPointer?, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
-    guard let list = allocate(max(pieces.count, 1) * MemoryLayout<sms_str_t>.stride)?
-        .bindMemory(to: sms_str_t.self, capacity: max(pieces.count, 1)) else { return -1 }
-    for (i, piece) in pieces.enumerated() {
-        switch piece {
-        case .original(let bytes):
-            list[i] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-        case .new(let bytes):
-            guard let copied = put(bytes, allocate) else { return -1 }
-            list[i] = copied
-        }
+    guard let header, let path = borrow(location, as: Location.self, { $0.configured.injectPath }) ?? nil else {
+        return -1
+    }
+    let splice = JSONSplice.Splice(point, body: body, value: header, path: path.utf8, keys: path.spliceKeys)
+    let most = splice.maxPieces, stride = MemoryLayout<sms_str_t>.stride
+    let inserted = splice.insertedCount
+    guard let room = allocate(most * stride + inserted) else { return -1 }
+    let list = room.bindMemory(to: sms_str_t.self, capacity: most)
+    var n = 0
+    splice.originals(0, splice.from) { bytes in
+        list[n] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        n += 1
+    }
+    let new = room + most * stride
+    splice.inserted(at: new)
+    list[n] = sms_str_t(data: new.assumingMemoryBound(to: UInt8.self), len: inserted)
+    n += 1
+    splice.originals(splice.to, Int.max) { bytes in
+        list[n] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+        n += 1
     }
     output.pointee.action = SMS_PASS_NEW_BODY
     output.pointee.pieces = UnsafePointer(list)
-    output.pointee.npieces = pieces.count
+    output.pointee.npieces = n
     return 0
 }
 

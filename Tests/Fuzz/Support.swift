@@ -85,6 +85,10 @@ func joined(_ pieces: [JSONSplice.Piece]) -> [UInt8] {
     return out
 }
 
+func joined(_ splice: JSONSplice.Splice) -> [UInt8] {
+    joined(splice.pieces)
+}
+
 func equal(_ a: JSON?, _ b: JSON?) -> Bool {
     switch (a, b) {
     case (nil, nil): return true

@@ -31,6 +31,16 @@ func kind(_ r: SessionRequest) -> Kind {
     }
 }
 
+/// The request being decided, for `joined(_ point:)` (one input at a time).
+var current: (body: UnsafeRawBufferPointer, header: [UInt8]) = (UnsafeRawBufferPointer(start: nil, count: 0), [])
+
+/// The bytes of the body a decision passes on.
+func joined(_ point: JSONSplice.Point) -> [UInt8] {
+    current.header.withUnsafeBytes {
+        joined(JSONSplice.Splice(point, body: RequestBody(current.body), value: $0, path: injectPath.utf8).pieces)
+    }
+}
+
 /// The decision as text, for a message.
 func describe(_ d: Decision) -> String {
     switch d {
@@ -88,6 +98,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
     // The decisions of both managers. (How buffering affects an injection
     // is the splice target's concern; here only one buffering is decided.)
+    current = (body, header ?? [])
     for manager in [disabled, engine] {
         let d = manager.decide(sessionID: header, body: RequestBody(body), repeatedHeader: repeated, now: 1e9)
         if case .malformed = kindOne { require(status(d) == 400, "malformed request: \(describe(d))") }

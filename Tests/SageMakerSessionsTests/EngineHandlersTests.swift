@@ -150,8 +150,10 @@ final class EngineManagerTests: TempDirectoryTestCase {
 
     func testInvocationsAreNotCheckedButStillInjected() throws {
         let m = try manager(inject: "session_params.id")
-        guard case .passWithBody(let body) = decide(m, #"{"text": "hi"}"#, id: "any-engine-id") else { return XCTFail() }
-        XCTAssertEqual(body.dumped(), #"{"text":"hi","session_params":{"id":"any-engine-id"}}"#)
+        let text = kept(#"{"text": "hi"}"#)
+        let decision = m.decide(sessionID: Array("any-engine-id".utf8), body: text, now: 1_700_000_000)
+        guard case .passWithBody = decision else { return XCTFail() }
+        XCTAssertEqual(m.spliced(decision, body: text, id: "any-engine-id")?.dumped(), #"{"text":"hi","session_params":{"id":"any-engine-id"}}"#)
         guard case .pass = decide(m, #"{"text": "hi"}"#) else { return XCTFail() }
         guard case .pass = decide(m, #"{"text": "hi"}"#, id: "") else { return XCTFail() }
         guard case .pass = decide(try manager(), "binary", id: "x") else { return XCTFail() }

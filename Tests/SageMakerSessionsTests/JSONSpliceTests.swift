@@ -152,4 +152,31 @@ final class JSONSpliceTests: XCTestCase {
             }
         }
     }
+
+    /// The shim's writer (count, then bytes into its pool) quotes as
+    /// `appendQuoted` does: every byte alone, at each place of an
+    /// eight-byte word, and a session id.
+    func testQuotedInPlaceAsAppended() {
+        var cases: [[UInt8]] = [[], Array("2b4e1d2c-9f0a-4c3e-8d7b-6a5f4e3d2c1b".utf8), Array("héllo wörld, ünïcode".utf8)]
+        for b in 0...255 {
+            for at in 0..<9 {
+                var text = [UInt8](repeating: UInt8(ascii: "a"), count: 9)
+                text[at] = UInt8(b)
+                cases.append(text)
+            }
+        }
+        for text in cases {
+            text.withUnsafeBytes { bytes in
+                var expected: [UInt8] = []
+                JSONSplice.appendQuoted(bytes, to: &expected)
+                XCTAssertEqual(JSONSplice.quotedCount(bytes), expected.count, "\(text)")
+                var out = [UInt8](repeating: 0, count: expected.count + 8)
+                let written = out.withUnsafeMutableBytes { room -> Int in
+                    guard let base = room.baseAddress else { return -1 }
+                    return base.distance(to: JSONSplice.writeQuoted(bytes, at: base))
+                }
+                XCTAssertEqual(Array(out.prefix(max(written, 0))), expected, "\(text)")
+            }
+        }
+    }
 }

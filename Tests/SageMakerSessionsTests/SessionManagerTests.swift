@@ -26,12 +26,15 @@ final class SessionManagerTests: TempDirectoryTestCase {
         return false
     }
 
-    private func passedBody(_ decision: Decision, file: StaticString = #filePath, line: UInt = #line) -> String? {
-        guard case .passWithBody(let json) = decision else {
+    private func passedBody(_ m: SessionManager, _ id: String, _ body: String, now: Double,
+                            file: StaticString = #filePath, line: UInt = #line) -> String? {
+        let bytes = kept(body)
+        let decision = m.decide(sessionID: Array(id.utf8), body: bytes, now: now)
+        guard case .passWithBody = decision, let pieces = m.spliced(decision, body: bytes, id: id) else {
             XCTFail("expected passWithBody, got \(decision)", file: file, line: line)
             return nil
         }
-        return json.dumped()
+        return pieces.dumped()
     }
 
     /// FastAPI's error form, checked byte for byte.
@@ -234,18 +237,18 @@ final class SessionManagerTests: TempDirectoryTestCase {
     func testInjectionAtNestedPath() throws {
         let m = try manager(inject: "metadata.session_id")
         let id = try createSession(m, now: t0)
-        XCTAssertEqual(passedBody(m.decide(header: id, body: #"{"inputs":"hi"}"#, now: t0 + 1)),
+        XCTAssertEqual(passedBody(m, id, #"{"inputs":"hi"}"#, now: t0 + 1),
                        "{\"inputs\":\"hi\",\"metadata\":{\"session_id\":\"\(id)\"}}")
-        XCTAssertEqual(passedBody(m.decide(header: id, body: #"{"metadata":{"x":1}}"#, now: t0 + 1)),
+        XCTAssertEqual(passedBody(m, id, #"{"metadata":{"x":1}}"#, now: t0 + 1),
                        "{\"metadata\":{\"x\":1,\"session_id\":\"\(id)\"}}")
-        XCTAssertEqual(passedBody(m.decide(header: id, body: #"{"metadata":{"session_id":"forged"}}"#, now: t0 + 1)),
+        XCTAssertEqual(passedBody(m, id, #"{"metadata":{"session_id":"forged"}}"#, now: t0 + 1),
                        "{\"metadata\":{\"session_id\":\"\(id)\"}}")
     }
 
     func testInjectionIntoBodyThatMentionsRequestTypeNested() throws {
         let m = try manager(inject: "session_id")
         let id = try createSession(m, now: t0)
-        XCTAssertEqual(passedBody(m.decide(header: id, body: #"{"opts":{"requestType":"CLOSE"}}"#, now: t0 + 1)),
+        XCTAssertEqual(passedBody(m, id, #"{"opts":{"requestType":"CLOSE"}}"#, now: t0 + 1),
                        "{\"opts\":{\"requestType\":\"CLOSE\"},\"session_id\":\"\(id)\"}")
     }
 

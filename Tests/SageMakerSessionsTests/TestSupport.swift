@@ -176,6 +176,23 @@ extension Array where Element == JSONSplice.Piece {
     }
 }
 
+extension SessionManager {
+    /// The body `decision`, made for `body` and the session header `id`,
+    /// passes on spliced; nil when it passes the client's body.
+    func spliced(_ decision: Decision, body: UnsafeRawBufferPointer, id: String) -> [JSONSplice.Piece]? {
+        let point: JSONSplice.Point
+        switch decision {
+        case .passWithBody(let p): point = p
+        case .passSession(_, .some(let p)): point = p
+        default: return nil
+        }
+        guard let path = injectPath else { return nil }
+        return Array(id.utf8).withUnsafeBytes {
+            JSONSplice.Splice(point, body: RequestBody(body), value: $0, path: path.utf8).pieces
+        }
+    }
+}
+
 /// Bytes that outlive the call, as nginx's buffers outlive a decision: a
 /// spliced body points into them. Kept for the whole test run.
 func kept(_ text: String) -> UnsafeRawBufferPointer {
