@@ -236,13 +236,16 @@ SWEEP_PAIRS = int(os.environ.get("BENCH_SWEEP_PAIRS", "3"))
 SWEEP_SECONDS = int(os.environ.get("BENCH_SWEEP_SECONDS", "3"))
 
 
-def sweep_left(path):
-    """Expired sessions not yet gone: those in the sessions directory and
-    those in the sweep's graveyard, whose files are still being deleted."""
+def sweep_left(path, live):
+    """Expired sessions not yet gone: those in the sessions directory (but
+    the `live` ones) and those in the sweep's graveyard, whose files are
+    still being deleted."""
     names = os.listdir(path)
-    grave = os.path.join(path, ".graveyard")
-    return (sum(1 for n in names if not n.startswith("."))
-            + (len(os.listdir(grave)) if os.path.isdir(grave) else 0))
+    try:
+        buried = len(os.listdir(os.path.join(path, ".graveyard")))
+    except FileNotFoundError:  # none, or removed once empty
+        buried = 0
+    return sum(1 for n in names if not n.startswith(".") and n not in live) + buried
 AFFINITY_REPLICAS = 3
 AFFINITY_TARGET = 0.97
 AFFINITY_BUILTIN = f"module, built-in session with affinity ({AFFINITY_REPLICAS} replicas)"
@@ -458,11 +461,13 @@ def main():
             master = front(expiration="20s")
             started_at = time.time()
             pass_starts = started_at + 1  # the first pass starts a second after the workers
-            sid = new_session(front_port)
-            sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
-            before = sweep_left(sessions)
+            live = set()  # the measured sessions, one a pair (each lives 20 s)
+            before = sweep_left(sessions, live)
             pairs_run = []
             for i in range(SWEEP_PAIRS):
+                sid = new_session(front_port)
+                live.add(sid)
+                sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
                 ref_run = lambda: wrk(plain + "/invocations", plain_lua, seconds=SWEEP_SECONDS)
                 got_run = lambda: wrk(base + "/invocations", sess_lua, seconds=SWEEP_SECONDS)
                 if i % 2:
@@ -472,12 +477,12 @@ def main():
                     ref = ref_run()
                     got = got_run()
                 pairs_run.append((ref, got))
-            after = sweep_left(sessions)
+            after = sweep_left(sessions, live)
             measured_for = time.time() - pass_starts
             deadline = time.time() + 120
-            while sweep_left(sessions) and time.time() < deadline:
+            while sweep_left(sessions, live) and time.time() < deadline:
                 time.sleep(0.1)
-            left = sweep_left(sessions)
+            left = sweep_left(sessions, live)
             took = time.time() - pass_starts if not left else None
             swept = {k: median([g[k] for _, g in pairs_run]) for k in ("rps", "p50", "p99")}
             ref = {k: median([r[k] for r, _ in pairs_run]) for k in ("rps", "p50", "p99")}
@@ -487,7 +492,8 @@ def main():
                          "gap": {"p50": None, "p99": gap}})
             print(f"sweep: {before:,} expired before, {after:,} left after {measured_for:.1f} s of runs, "
                   f"{left:,} at the end; pass {'%.1f s' % took if took is not None else 'not done in 120 s'}; "
-                  f"p99 {fmt(swept['p99'])} us, {gap or 0:+,.0f} us over plain (median of {SWEEP_PAIRS} pairs)",
+                  f"p99 {fmt(swept['p99'])} us, {gap or 0:+,.0f} us over plain (median of {SWEEP_PAIRS} pairs); "
+                  f"{sum(g['non2xx'] for _, g in pairs_run):,} non-2xx answers",
                   flush=True)
             notes.append(("sweep", before, after, swept, ref, gap, measured_for, left, took))
 
