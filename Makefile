@@ -95,7 +95,7 @@ FORCE:
 $(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure $(BUILD)/nginx-src nginx/config VERSION | apt-deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx
 	cd $(BUILD)/nginx && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
-	    ./configure --with-compat --add-dynamic-module=$(CURDIR)/nginx > $(BUILD)/configure.log
+	    ./configure --with-compat --with-threads --add-dynamic-module=$(CURDIR)/nginx > $(BUILD)/configure.log
 
 $(SO): $(SWIFT_LIB) $(SHIM_SOURCES) $(BUILD)/nginx/objs/Makefile
 	rm -f $(BUILD)/nginx/objs/$(MODULE).so   # nginx's Makefile does not know the Swift library
@@ -160,7 +160,7 @@ $(ASAN_SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
 $(ASAN_BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure $(BUILD)/nginx-src nginx/config VERSION | apt-deps
 	rm -rf $(ASAN_BUILD)/nginx && mkdir -p $(ASAN_BUILD) && cp -r $(NGINX_SRC) $(ASAN_BUILD)/nginx
 	cd $(ASAN_BUILD)/nginx && SMS_SWIFT_LIB=$(ASAN_SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
-	    ./configure --with-compat --with-cc=$(ASAN_CC) \
+	    ./configure --with-compat --with-threads --with-cc=$(ASAN_CC) \
 	        --with-cc-opt='-fsanitize=address -fno-omit-frame-pointer' --with-ld-opt=-fsanitize=address \
 	        --add-dynamic-module=$(CURDIR)/nginx > $(ASAN_BUILD)/configure.log
 

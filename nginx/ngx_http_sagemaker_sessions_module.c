@@ -271,7 +271,8 @@ ngx_http_sagemaker_sessions_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (smcf->store
-        && ngx_http_sagemaker_sessions_keep(cf, smcf->store) != NGX_OK)
+        && (ngx_http_sagemaker_sessions_keep(cf, smcf->store) != NGX_OK
+            || ngx_http_sagemaker_sessions_graveyard_conf(cf, smcf) != NGX_OK))
     {
         return NGX_CONF_ERROR;
     }

@@ -32,6 +32,11 @@ typedef struct {
     ngx_event_t                sweep;
     ngx_event_t                turn;        /* posted: the loop's turn ends */
 
+    /* the sweep's graveyard task and its thread pool, in the sweeping
+     * worker with threads (_graveyard.c), else NULL */
+    ngx_thread_task_t         *graveyard;
+    void                      *graveyard_pool;
+
     /* from SAGEMAKER_TRANSFORMS_{CREATE,CLOSE}_SESSION_DEFAULTS, or NULL */
     void                      *create_defaults;
     void                      *close_defaults;
@@ -152,6 +157,14 @@ ngx_int_t ngx_http_sagemaker_sessions_affinity_filter_init(ngx_conf_t *cf);
 
 /* the store in each worker (_store.c) */
 
+ngx_int_t ngx_http_sagemaker_sessions_graveyard_conf(ngx_conf_t *cf,
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
+ngx_int_t ngx_http_sagemaker_sessions_graveyard_init(ngx_cycle_t *cycle,
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
+void ngx_http_sagemaker_sessions_graveyard_post(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
+void ngx_http_sagemaker_sessions_graveyard_exit(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
 void ngx_http_sagemaker_sessions_turn_used(
     ngx_http_sagemaker_sessions_main_conf_t *smcf);
 ngx_int_t ngx_http_sagemaker_sessions_init_process(

@@ -29,6 +29,8 @@ ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev)
 
     delay = (ngx_msec_t) sms_sweep_step(smcf->store);
 
+    ngx_http_sagemaker_sessions_graveyard_post(smcf);
+
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
     ngx_add_timer(ev, delay ? delay : 1);
@@ -107,6 +109,10 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_http_sagemaker_sessions_graveyard_init(cycle, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     smcf->sweep.handler = ngx_http_sagemaker_sessions_sweep_handler;
     smcf->sweep.data = smcf;
     smcf->sweep.log = cycle->log;
@@ -136,6 +142,8 @@ ngx_http_sagemaker_sessions_exit_process(ngx_cycle_t *cycle)
     if (smcf == NULL || smcf->store == NULL) {
         return;
     }
+
+    ngx_http_sagemaker_sessions_graveyard_exit(smcf);
 
     sms_store_worker_exit(smcf->store);
 }

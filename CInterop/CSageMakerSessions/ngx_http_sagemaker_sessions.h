@@ -214,6 +214,12 @@ int sms_home_unavailable(const sms_str_t *id, const sms_str_t *home,
 /* one bounded step of the expiry sweep; returns ms until the next step */
 
 uint64_t sms_sweep_step(void *store);
+/* the sweep buries expired sessions in <path>/.graveyard for the thread pool */
+void sms_sweep_use_graveyard(void *store);
+/* sessions buried since the last call: the graveyard task is due */
+int64_t sms_sweep_take_buried(void *store);
+/* the graveyard's thread removed it, and nothing was buried since */
+void sms_sweep_graveyard_removed(void *store);
 
 
 

@@ -26,6 +26,18 @@ public final class SessionStore {
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"
+    /// The subdirectory the sweep moves expired sessions into, whose files
+    /// nginx's thread pool deletes: nobody watches it, and nobody waits.
+    public static let graveyardName = ".graveyard"
+    /// The shim has a thread pool that empties the graveyard: the sweep
+    /// buries sessions instead of deleting their files itself.
+    public var graveyard = false
+    /// Sessions buried since the shim last asked (`takeBuried()`).
+    private var buried = 0
+    /// Makes graveyard names unique within this process without a system call.
+    private var burials: UInt64 = 0
+    /// Read at the first burial, in the worker (the store is made before the fork).
+    private lazy var pid = String(getpid())
     /// The file that makes a directory a session, holding its expiry time.
     static let expirationFile = ".expiration_ts"
     /// The file holding a session's home, the address of its replica.
@@ -346,46 +358,99 @@ public final class SessionStore {
         return bytes.withUnsafeBytes { JSON.parse($0)?.numberValue }
     }
 
-    func retire(_ id: String) {
-        _ = try? takeAway(id)
+    func retire(_ id: String, burying: Bool = false) {
+        _ = try? takeAway(id, burying: burying)
     }
 
     /// An expired session removed, by a request or by the sweep, is counted
     /// once: by whoever took it away.
-    func retireExpired(_ id: String) {
-        if (try? takeAway(id)) == true { Metrics.expiredSessionRemoved() }
+    func retireExpired(_ id: String, burying: Bool = false) {
+        if (try? takeAway(id, burying: burying)) == true { Metrics.expiredSessionRemoved() }
+    }
+
+    /// How many sessions were buried since the last call: the shim posts
+    /// its graveyard task when there are some.
+    public func takeBuried() -> Int {
+        defer { buried = 0 }
+        return buried
+    }
+
+    /// The thread emptied the graveyard and removed it, and nothing was
+    /// buried since: the sessions directory's link count no longer has it.
+    public func graveyardRemoved() {
+        sessionsDirectory.graveyard = false
+    }
+
+    /// The sweep found the graveyard in a pass (left by a worker that ended
+    /// before its thread was done): counted, and emptied as if just filled.
+    func foundGraveyard() {
+        sessionsDirectory.graveyard = true
+        buried += 1
     }
 
     /// Takes a session out of sight, then removes its files; false when it
     /// was gone already. A failure to remove leaves a dot-entry that the
     /// sweep finishes later. Its home, if it has one, has one session less.
-    private func takeAway(_ id: String) throws(SystemError) -> Bool {
+    ///
+    /// `burying` (the sweep, with a graveyard): one rename into the
+    /// graveyard and no more; its files are the thread pool's to delete.
+    private func takeAway(_ id: String, burying: Bool = false) throws(SystemError) -> Bool {
         if let key = SessionKey(id) {
             cache.forget(key)
         } else if let name = EngineSessionName(entryName: id) {
             engineCache.forget(name)
         }
         let (fd, prefix) = entries()
-        let goneName = removingName(for: id)
-        let gone = prefix + goneName
+        var burying = burying && graveyard
+        var goneName = burying ? buryingName(for: id) : removingName(for: id)
         do {
-            try FileSystem.rename(prefix + id, gone, in: fd)
+            try FileSystem.rename(prefix + id, prefix + goneName, in: fd)
         } catch {
-            if error.code == ENOENT { return false }
-            throw error
+            guard burying, error.code != ENOENT || (try? FileSystem.makeDirectory(
+                prefix + SessionStore.graveyardName, in: fd, mode: 0o700)) != nil else {
+                // the session is gone (or the graveyard could not be made again)
+                if error.code == ENOENT { return false }
+                throw error
+            }
+            // The graveyard was removed by its thread (made again now), or a
+            // directory another user owns cannot change its parent (its `..`
+            // would change): renamed beside the sessions as without one.
+            if error.code != ENOENT {
+                burying = false
+                goneName = removingName(for: id)
+            }
+            do {
+                try FileSystem.rename(prefix + id, prefix + goneName, in: fd)
+            } catch {
+                if error.code == ENOENT { return false }
+                throw error
+            }
         }
+        let gone = prefix + goneName
         sessionsDirectory.removed()
         if affinity, let home = try? home(of: goneName) {
             homes.count(home, -1)
             _ = unlinkat(fd, gone + "/" + SessionStore.homeFile, 0)
         }
-        try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
+        if burying && graveyard {
+            sessionsDirectory.graveyard = true
+            buried += 1
+        } else {
+            try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
+        }
         return true
     }
 
     func removingName(for id: String) -> String {
-        var rng = SystemRandomNumberGenerator()
+        var rng = RandomBytes()
         return SessionStore.removingPrefix + id + "-" + String(rng.next(), radix: 36)
+    }
+
+    /// Unique among this process's burials; a name another worker chose
+    /// holds its pid. Never a session's name: it is in the graveyard.
+    private func buryingName(for id: String) -> String {
+        burials &+= 1
+        return SessionStore.graveyardName + "/" + id + "-" + pid + "-" + String(burials)
     }
 
     /// Makes the directory usable by nginx's worker user when the master runs

@@ -20,6 +20,12 @@ final class SessionsDirectory {
     /// system does not count them (a link count below 2) or it is missing.
     private(set) var sessions: Int64?
 
+    /// The sweep's graveyard is one of its subdirectories, and no session:
+    /// the link count less one while this worker knows it is there. Other
+    /// workers count it, so their limit comes one session early while a
+    /// sweep buries sessions.
+    var graveyard = false
+
     init(path: String) { self.path = path }
 
     deinit { letGo() }
@@ -35,7 +41,7 @@ final class SessionsDirectory {
         if perTurn { fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         var st = stat()
         let found = (fd >= 0 ? fstat(fd, &st) : stat(path, &st)) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-        sessions = found && st.st_nlink >= 2 ? Int64(st.st_nlink) - 2 : nil
+        sessions = found && st.st_nlink >= 2 ? max(0, Int64(st.st_nlink) - 2 - (graveyard ? 1 : 0)) : nil
         lookedUpThisTurn = perTurn
     }
 

@@ -276,6 +276,21 @@ public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
     object(store, as: SessionStore.self)?.sweepStep() ?? 60_000
 }
 
+@_cdecl("sms_sweep_use_graveyard")
+public func sms_sweep_use_graveyard(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.graveyard = true
+}
+
+@_cdecl("sms_sweep_take_buried")
+public func sms_sweep_take_buried(_ store: UnsafeMutableRawPointer?) -> Int64 {
+    Int64(object(store, as: SessionStore.self)?.takeBuried() ?? 0)
+}
+
+@_cdecl("sms_sweep_graveyard_removed")
+public func sms_sweep_graveyard_removed(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.graveyardRemoved()
+}
+
 // MARK: - conversions
 
 /// `output` arrives zeroed (the shim clears it), so only what the action

@@ -362,13 +362,13 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(ExpirySweep.pace(entries: 10_000, perTick: 16, within: -2), 1)
     }
 
-    /// Each read of the clock finds 30 µs gone: a tick stops after two
-    /// entries, well before its batch of 16.
+    /// Each read of the clock finds 60 µs gone: a tick stops after two
+    /// entries (its budget is 100 µs), well before its batch of 16.
     func testATickStopsWhenItsTimeIsSpent() throws {
         var ticks: UInt64 = 0
         let s = SessionStore(root: root, expiration: 1200, maxSessions: 100, sweepClock: {
             defer { ticks += 1 }
-            return ticks * 30_000
+            return ticks * 60_000
         })
         let now = (WallClock.now()).rounded(.down) + 100_000
         for _ in 0..<20 { _ = try s.create(now: now - 5000) }
@@ -377,6 +377,54 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(delay, 60_000)
         XCTAssertEqual(steps, 12)
         XCTAssertEqual(TestFS.entries(root), [])
+    }
+
+    /// With a graveyard (the shim's thread pool), the sweep only renames:
+    /// expired sessions leave the sessions directory for `.graveyard`, are
+    /// counted for the shim's task, and the graveyard is no session.
+    func testWithAGraveyardTheSweepBuriesExpiredSessions() throws {
+        let s = store()
+        s.graveyard = true
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        var expired: [String] = []
+        for _ in 0..<5 { expired.append(try s.create(now: now - 5000).id) }
+        let live = try s.create(now: now).id
+        _ = sweepUntilPassEnds(s, now: now)
+        XCTAssertEqual(TestFS.entries(root).sorted(), [SessionStore.graveyardName, live].sorted())
+        let buried = TestFS.entries(root + "/" + SessionStore.graveyardName)
+        XCTAssertEqual(buried.count, 5)
+        for id in expired {
+            XCTAssertEqual(buried.filter { $0.hasPrefix(id + "-") }.count, 1)
+            XCTAssertEqual(try s.lookup(id, now: now), .notFound)
+        }
+        XCTAssertEqual(s.takeBuried(), 5)
+        XCTAssertEqual(s.takeBuried(), 0)
+        // the graveyard is a subdirectory, not a session
+        XCTAssertEqual(s.directoryCount(), 1)
+        // emptied and removed by the thread: counted again as the link count says
+        for name in buried { try FileSystem.removeTree(root + "/" + SessionStore.graveyardName + "/" + name) }
+        XCTAssertEqual(rmdir(root + "/" + SessionStore.graveyardName), 0)
+        s.graveyardRemoved()
+        s.endTurn()
+        XCTAssertEqual(s.directoryCount(), 1)
+        // a pass that finds a graveyard left behind asks for it to be emptied
+        XCTAssertEqual(mkdir(root + "/" + SessionStore.graveyardName, 0o700), 0)
+        s.endTurn()
+        _ = sweepUntilPassEnds(s, now: now + 1000)
+        XCTAssertGreaterThan(s.takeBuried(), 0)
+    }
+
+    /// Without one, the sweep deletes the files itself, and a graveyard
+    /// found (left by nginx built with threads) is removed.
+    func testWithoutAGraveyardTheSweepRemovesOneLeftBehind() throws {
+        let s = store()
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        _ = try s.create(now: now - 5000)
+        XCTAssertEqual(mkdir(root + "/" + SessionStore.graveyardName, 0o700), 0)
+        XCTAssertEqual(mkdir(root + "/" + SessionStore.graveyardName + "/x", 0o700), 0)
+        _ = sweepUntilPassEnds(s, now: now)
+        XCTAssertEqual(TestFS.entries(root), [])
+        XCTAssertEqual(s.takeBuried(), 0)
     }
 
     func testSweepIntervalFollowsExpiration() {
