@@ -114,6 +114,7 @@ extern ngx_module_t  ngx_http_sagemaker_sessions_module;
 /* the request phase (_handler.c) */
 
 ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sagemaker_sessions_screen(ngx_http_request_t *r);
 ngx_int_t ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
     sms_decision_t *d);
 void ngx_http_sagemaker_sessions_request(ngx_http_request_t *r,
