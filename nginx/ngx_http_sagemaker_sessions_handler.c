@@ -394,6 +394,7 @@ ngx_http_sagemaker_sessions_respond(ngx_http_request_t *r, sms_decision_t *d)
         h->key.len = d->header_name.len;
         h->value.data = (u_char *) d->header_value.data;
         h->value.len = d->header_value.len;
+        ngx_http_sagemaker_sessions_header_alone(h);
     }
 
     if (d->body.len == 0 || r->method == NGX_HTTP_HEAD) {

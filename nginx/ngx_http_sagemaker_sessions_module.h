@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sagemaker_sessions.h"
+#include "ngx_http_sagemaker_sessions_compat.h"
 
 
 
