@@ -23,8 +23,6 @@ static ngx_str_t  ngx_http_sagemaker_sessions_header_name =
     ngx_string("x-amzn-sagemaker-session-id");
 static ngx_str_t  ngx_http_sagemaker_sessions_content_length =
     ngx_string("content-length");
-static ngx_str_t  ngx_http_sagemaker_sessions_transfer_encoding =
-    ngx_string("transfer-encoding");
 
 
 
@@ -277,9 +275,8 @@ ngx_http_sagemaker_sessions_request(ngx_http_request_t *r, sms_request_t *req)
 
 /*
  * Before anything else in a module location: what the core says of the
- * request's method and framing. The headers are looked for in the list,
- * as the client sent them: nginx 1.18.0 forgets Content-Length when
- * Transfer-Encoding is chunked. Returns NGX_DECLINED to go on, or what to
+ * request's method and framing. Content-Length is looked for in the list
+ * too: nginx 1.18.0 forgets it when Transfer-Encoding is chunked. Returns NGX_DECLINED to go on, or what to
  * finalize the request with. A refused request's connection is closed,
  * as nginx's core closes it: what follows the headers is not trusted.
  */
@@ -294,14 +291,15 @@ ngx_http_sagemaker_sessions_screen(ngx_http_request_t *r)
     req.method.data = r->method_name.data;
     req.method.len = r->method_name.len;
 
-    req.content_length = ngx_http_sagemaker_sessions_header(r,
-                            &ngx_http_sagemaker_sessions_content_length,
-                            &count)
-                         != NULL;
-    req.transfer_encoding = ngx_http_sagemaker_sessions_header(r,
-                            &ngx_http_sagemaker_sessions_transfer_encoding,
-                            &count)
-                            != NULL;
+    /* the core keeps both when they come alone: the list is read only
+     * for a Content-Length next to a Transfer-Encoding */
+    req.transfer_encoding = r->headers_in.transfer_encoding != NULL;
+    req.content_length = r->headers_in.content_length != NULL
+                         || (req.transfer_encoding
+                             && ngx_http_sagemaker_sessions_header(r,
+                                  &ngx_http_sagemaker_sessions_content_length,
+                                  &count)
+                                != NULL);
 
     ngx_memzero(&d, sizeof(sms_decision_t));
 
