@@ -403,7 +403,11 @@ def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
                        (chunked(b'{"requestType": "NEW_SESSION"}'), [b"Content-Length: 30"])):
         r = send(bad, extra)
         assert r.status == 400, (bad, r)
-        assert b"<html>" in r.body  # nginx's own page, not a module answer
+        if extra and b"<html>" not in r.body:
+            # both framings on nginx before 1.21.1: the module's refusal (test_refusals.py)
+            assert detail(r) == "Bad request: both Content-Length and Transfer-Encoding", r
+        else:
+            assert b"<html>" in r.body, (bad, r)  # nginx's own page, not a module answer
     with Conn(ngx.port) as c:
         body = b'{"requestType": "NEW_SESSION"}'
         c.send(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\nContent-Length: 31\r\n\r\n" + body)
