@@ -41,6 +41,9 @@ SWIFT_BIN      := $(shell dirname "$$(readlink -f "$$(command -v $(SWIFT))")" 2>
 SWIFT_STATIC   := $(abspath $(SWIFT_BIN)/../lib/swift_static/linux)
 SWIFT_LIB      := $(CURDIR)/.build/release/libSageMakerSessionsModule.a
 PYTHON         ?= python3
+# the nginx Development Kit's source for set_sagemaker_session_value: DIR,
+# or none; empty: Debian's libnginx-mod-http-ndk-dev (see nginx/config)
+NDK_SRC        ?=
 
 APT_PACKAGES   := nginx nginx-dev libnginx-mod-http-ndk libnginx-mod-http-ndk-dev \
                   libjansson-dev curl
@@ -83,10 +86,10 @@ pip-deps:
 $(SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps
 	$(SWIFT) build -c release --product SageMakerSessionsModule
 
-# The source tree last configured, rewritten only when NGINX_SRC names
-# another one: a build against another tree configures again.
+# The source tree last configured (and NDK_SRC), rewritten only when
+# NGINX_SRC or NDK_SRC names another one: such a build configures again.
 $(BUILD)/nginx-src: FORCE
-	@mkdir -p $(BUILD); [ "$$(cat $@ 2>/dev/null)" = "$(abspath $(NGINX_SRC))" ] || echo "$(abspath $(NGINX_SRC))" > $@
+	@mkdir -p $(BUILD); [ "$$(cat $@ 2>/dev/null)" = "$(abspath $(NGINX_SRC)) $(NDK_SRC)" ] || echo "$(abspath $(NGINX_SRC)) $(NDK_SRC)" > $@
 
 .PHONY: FORCE
 FORCE:
@@ -94,7 +97,7 @@ FORCE:
 # nginx's module build needs a writable copy of its source tree.
 $(BUILD)/nginx/objs/Makefile: $(NGINX_SRC)/configure $(BUILD)/nginx-src nginx/config VERSION | apt-deps
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGINX_SRC) $(BUILD)/nginx
-	cd $(BUILD)/nginx && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) \
+	cd $(BUILD)/nginx && SMS_SWIFT_LIB=$(SWIFT_LIB) SMS_SWIFT_STATIC=$(SWIFT_STATIC) NDK_SRC=$(NDK_SRC) \
 	    ./configure --with-compat --with-threads --add-dynamic-module=$(CURDIR)/nginx > $(BUILD)/configure.log
 
 $(SO): $(SWIFT_LIB) $(SHIM_SOURCES) $(BUILD)/nginx/objs/Makefile
@@ -106,8 +109,14 @@ $(SO): $(SWIFT_LIB) $(SHIM_SOURCES) $(BUILD)/nginx/objs/Makefile
 unit: | apt-deps
 	$(SWIFT) test
 
-integration: build pip-deps
-	$(PYTHON) -m pytest -q Tests/integration
+# the module built without NDK, for Tests/integration/test_build.py
+NONDK_SO       := $(BUILD)/nondk/$(MODULE).so
+
+$(NONDK_SO): $(SWIFT_LIB) $(SHIM_SOURCES)
+	$(MAKE) BUILD=$(BUILD)/nondk NDK_SRC=none build
+
+integration: build $(NONDK_SO) pip-deps
+	SMS_NONDK_MODULE=$(NONDK_SO) SMS_REQUIRE_NONDK=1 $(PYTHON) -m pytest -q Tests/integration
 
 test: deps unit integration packaging trixie versions dist
 

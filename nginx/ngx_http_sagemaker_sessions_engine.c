@@ -159,6 +159,7 @@ ngx_http_sagemaker_sessions_engine_headers(ngx_http_request_t *r,
         }
 
         *ho = h[i];
+        ngx_http_sagemaker_sessions_header_alone(ho);
     }
 
     ho = ngx_list_push(&sr->headers_in.headers);
@@ -170,6 +171,7 @@ ngx_http_sagemaker_sessions_engine_headers(ngx_http_request_t *r,
     ho->value = ngx_http_sagemaker_sessions_json;
     ho->lowcase_key = (u_char *) "content-type";
     ho->hash = ngx_hash_key(ho->lowcase_key, ho->key.len);
+    ngx_http_sagemaker_sessions_header_alone(ho);
 
     sr->headers_in.content_type = ho;
     sr->headers_in.content_length = NULL;

@@ -16,11 +16,13 @@ static void ngx_http_sagemaker_sessions_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sagemaker_sessions_process(ngx_http_request_t *r,
     ngx_uint_t preread);
 static ngx_table_elt_t *ngx_http_sagemaker_sessions_header(
-    ngx_http_request_t *r, int *count);
+    ngx_http_request_t *r, ngx_str_t *name, int *count);
 
 
 static ngx_str_t  ngx_http_sagemaker_sessions_header_name =
     ngx_string("x-amzn-sagemaker-session-id");
+static ngx_str_t  ngx_http_sagemaker_sessions_content_length =
+    ngx_string("content-length");
 
 
 
@@ -72,6 +74,14 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
     }
 
     ngx_http_set_ctx(r, ctx, ngx_http_sagemaker_sessions_module);
+
+    rc = ngx_http_sagemaker_sessions_screen(r);
+
+    if (rc != NGX_DECLINED) {
+        ctx->status = NGX_DONE;
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
 
     preread = ngx_http_sagemaker_sessions_preread(r, slcf);
 
@@ -253,7 +263,9 @@ ngx_http_sagemaker_sessions_request(ngx_http_request_t *r, sms_request_t *req)
 
     ngx_memzero(req, sizeof(sms_request_t));
 
-    h = ngx_http_sagemaker_sessions_header(r, &req->session_ids);
+    h = ngx_http_sagemaker_sessions_header(r,
+                            &ngx_http_sagemaker_sessions_header_name,
+                            &req->session_ids);
     if (h) {
         req->session_id.data = h->value.len ? h->value.data : (u_char *) "";
         req->session_id.len = h->value.len;
@@ -261,8 +273,57 @@ ngx_http_sagemaker_sessions_request(ngx_http_request_t *r, sms_request_t *req)
 }
 
 
+/*
+ * Before anything else in a module location: what the core says of the
+ * request's method and framing. Content-Length is looked for in the list
+ * too: nginx 1.18.0 forgets it when Transfer-Encoding is chunked. Returns NGX_DECLINED to go on, or what to
+ * finalize the request with. A refused request's connection is closed,
+ * as nginx's core closes it: what follows the headers is not trusted.
+ */
+
+ngx_int_t
+ngx_http_sagemaker_sessions_screen(ngx_http_request_t *r)
+{
+    int             count;
+    sms_screen_t    req;
+    sms_decision_t  d;
+
+    req.method.data = r->method_name.data;
+    req.method.len = r->method_name.len;
+
+    /* the core keeps both when they come alone: the list is read only
+     * for a Content-Length next to a Transfer-Encoding */
+    req.transfer_encoding = r->headers_in.transfer_encoding != NULL;
+    req.content_length = r->headers_in.content_length != NULL
+                         || (req.transfer_encoding
+                             && ngx_http_sagemaker_sessions_header(r,
+                                  &ngx_http_sagemaker_sessions_content_length,
+                                  &count)
+                                != NULL);
+
+    ngx_memzero(&d, sizeof(sms_decision_t));
+
+    if (sms_screen(&req, ngx_http_sagemaker_sessions_alloc, r->pool, &d)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (d.action == SMS_PASS) {
+        return NGX_DECLINED;
+    }
+
+    r->keepalive = 0;
+
+    return ngx_http_sagemaker_sessions_carry_out(r, &d);
+}
+
+
+/* the first header of that (lowercase) name, and how many came */
+
 static ngx_table_elt_t *
-ngx_http_sagemaker_sessions_header(ngx_http_request_t *r, int *count)
+ngx_http_sagemaker_sessions_header(ngx_http_request_t *r, ngx_str_t *name,
+    int *count)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -287,11 +348,8 @@ ngx_http_sagemaker_sessions_header(ngx_http_request_t *r, int *count)
         }
 
         /* nginx has lowercased every request header name already */
-        if (h[i].key.len == ngx_http_sagemaker_sessions_header_name.len
-            && ngx_strncmp(h[i].lowcase_key,
-                           ngx_http_sagemaker_sessions_header_name.data,
-                           h[i].key.len)
-               == 0)
+        if (h[i].key.len == name->len
+            && ngx_strncmp(h[i].lowcase_key, name->data, name->len) == 0)
         {
             if (first == NULL) {
                 first = &h[i];
@@ -334,6 +392,7 @@ ngx_http_sagemaker_sessions_respond(ngx_http_request_t *r, sms_decision_t *d)
         h->key.len = d->header_name.len;
         h->value.data = (u_char *) d->header_value.data;
         h->value.len = d->header_value.len;
+        ngx_http_sagemaker_sessions_header_alone(h);
     }
 
     if (d->body.len == 0 || r->method == NGX_HTTP_HEAD) {

@@ -688,6 +688,16 @@ ngx_http_sagemaker_sessions_init(ngx_conf_t *cf)
 }
 
 
+/* the start-up notice says whether set_sagemaker_session_value is there */
+
+#if (NGX_HTTP_SAGEMAKER_SESSIONS_NDK)
+#define NGX_HTTP_SAGEMAKER_SESSIONS_NDK_TEXT  ""
+#else
+#define NGX_HTTP_SAGEMAKER_SESSIONS_NDK_TEXT  \
+    ", without NDK (no set_sagemaker_session_value)"
+#endif
+
+
 /* the worker processes' user must be able to use the sessions directory */
 
 static ngx_int_t
@@ -700,8 +710,13 @@ ngx_http_sagemaker_sessions_init_module(ngx_cycle_t *cycle)
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                         ngx_http_sagemaker_sessions_module);
 
+    /* which nginx the file was built for: nginx refuses another version,
+     * but says so only for load_module, not when a reload keeps the old */
     ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
-                  "sagemaker sessions module " NGX_HTTP_SAGEMAKER_SESSIONS_VERSION);
+                  "sagemaker sessions module "
+                  NGX_HTTP_SAGEMAKER_SESSIONS_VERSION
+                  ", built for nginx " NGINX_VERSION
+                  NGX_HTTP_SAGEMAKER_SESSIONS_NDK_TEXT);
 
     if (smcf == NULL || smcf->store == NULL) {
         return NGX_OK;

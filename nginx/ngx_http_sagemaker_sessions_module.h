@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sagemaker_sessions.h"
+#include "ngx_http_sagemaker_sessions_compat.h"
 
 
 
@@ -119,6 +120,7 @@ extern ngx_module_t  ngx_http_sagemaker_sessions_module;
 /* the request phase (_handler.c) */
 
 ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sagemaker_sessions_screen(ngx_http_request_t *r);
 ngx_int_t ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
     sms_decision_t *d);
 void ngx_http_sagemaker_sessions_request(ngx_http_request_t *r,

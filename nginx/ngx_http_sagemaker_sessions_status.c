@@ -122,6 +122,12 @@ ngx_http_sagemaker_sessions_status_handler(ngx_http_request_t *r)
     sms_upstream_status_t                    *upstreams;
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
+    rc = ngx_http_sagemaker_sessions_screen(r);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
     }

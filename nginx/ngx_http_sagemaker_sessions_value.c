@@ -9,15 +9,22 @@
  * up when the configuration is read, not linked, so that the module loads
  * with or without ndk_http_module.so, and only a configuration that uses
  * set_sagemaker_session_value must load NDK first.
+ *
+ * Built without NDK's headers (nginx.org's builds carry no NDK), the
+ * directive is still known, and says why it cannot be used.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_sagemaker_sessions_module.h"
+
+
+#if (NGX_HTTP_SAGEMAKER_SESSIONS_NDK)
+
 #include <dlfcn.h>
 
-#include "ngx_http_sagemaker_sessions_module.h"
 #include "ndk_set_var.h"
 
 
@@ -160,3 +167,22 @@ ngx_http_sagemaker_session_value_get(ngx_http_request_t *r, ngx_str_t *val,
 
     return NGX_OK;
 }
+
+
+#else /* !NGX_HTTP_SAGEMAKER_SESSIONS_NDK */
+
+
+char *
+ngx_http_sagemaker_session_value(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" is not available: this sagemaker sessions "
+                       "module was built without the nginx Development Kit "
+                       "(NDK); build it with NDK_SRC=DIR, or with Debian's "
+                       "libnginx-mod-http-ndk-dev installed", &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
+
+#endif

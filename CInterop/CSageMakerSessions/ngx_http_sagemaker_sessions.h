@@ -176,6 +176,20 @@ void sms_store_end_turn(void *store);
 int sms_decide(void *store, void *location, const sms_request_t *req,
     sms_alloc_pt alloc, void *pool, sms_decision_t *out);
 
+/* what a request's line and framing are, for sms_screen() */
+typedef struct {
+    sms_str_t                 method;            /* as the client sent it */
+    int                       content_length;    /* a Content-Length came */
+    int                       transfer_encoding; /* a Transfer-Encoding came */
+} sms_screen_t;
+
+/* first, in every module location: what nginx 1.21.1 and newer refuse in
+ * their core (CL and TE both, CONNECT, TRACE) refused on every nginx.
+ * out->action is SMS_PASS to go on, or SMS_RESPOND with the refusal;
+ * returns 0, or -1 if out of memory */
+int sms_screen(const sms_screen_t *req, sms_alloc_pt alloc, void *pool,
+    sms_decision_t *out);
+
 /* call: SMS_CALL_CREATE or SMS_CALL_CLOSE, as sms_decide() asked; home:
  * the replica that answered a create through an affinity upstream, or NULL */
 int sms_engine_answer(void *store, void *location, int call,

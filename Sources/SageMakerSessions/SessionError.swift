@@ -19,6 +19,10 @@ public enum SessionError: Error, Equatable {
     case outOfMemory
     /// An engine session's home replica cannot be reached: no other holds it.
     case homeUnavailable(id: String, home: String)
+    /// Both Content-Length and Transfer-Encoding (`RequestScreen`).
+    case ambiguousFraming
+    /// CONNECT or TRACE (`RequestScreen`).
+    case methodNotAllowed(String)
 
     /// The one answer, carrying the request's outcome.
     public var answer: Answer {
@@ -80,6 +84,14 @@ public enum SessionError: Error, Equatable {
         case .homeUnavailable(let id, let home):
             return .error(503, "Session \(id) is held by engine replica \(home), which is unavailable",
                           log: (.warn, "session \(id): its engine replica \(home) is unavailable"))
+        case .ambiguousFraming:
+            return .error(400, "Bad request: both Content-Length and Transfer-Encoding",
+                          log: (.info, "client sent both Content-Length and Transfer-Encoding"))
+        case .methodNotAllowed(let method):
+            var answer = Answer.error(405, "Method Not Allowed: \(method)",
+                                      log: (.info, "client sent \(method) method"))
+            answer.header = ("Allow", RequestScreen.allowed)
+            return answer
         }
     }
 }

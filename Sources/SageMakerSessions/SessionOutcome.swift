@@ -103,7 +103,7 @@ extension SessionError {
         case .readFailed: return .storeErrorRead
         case .repeatedSessionHeader: return .repeatedHeader
         case .engineSessionIDMissing, .engineSessionIDUnsafe, .engineUnreadable, .homeUnavailable: return .engineError
-        case .outOfMemory: return .none  // not the session's doing
+        case .outOfMemory, .ambiguousFraming, .methodNotAllowed: return .none  // not the session's doing
         }
     }
 }

@@ -224,6 +224,21 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     return written
 }
 
+/// A request's framing and method, screened before anything else: one
+/// answer on every nginx, whatever its core lets through.
+@_cdecl("sms_screen")
+public func sms_screen(_ request: UnsafePointer<sms_screen_t>?, _ alloc: sms_alloc_pt?,
+                       _ pool: UnsafeMutableRawPointer?, _ output: UnsafeMutablePointer<sms_decision_t>?) -> Int32 {
+    guard let request, let alloc, let output else { return -1 }
+    let r = request.pointee
+    guard let refusal = RequestScreen.check(method: bytes(r.method), contentLength: r.content_length != 0,
+                                            transferEncoding: r.transfer_encoding != 0) else {
+        output.pointee.action = SMS_PASS
+        return 0
+    }
+    return write(refusal.answer, to: output) { alloc(pool, $0) }
+}
+
 @_cdecl("sms_engine_answer")
 public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?, _ call: Int32,
                               _ request: UnsafePointer<sms_request_t>?,

@@ -49,16 +49,6 @@ def error_log_args(directory):
     return []
 
 
-def before_nginx_1_21_1(what):
-    """Expected to fail against nginx older than 1.21.1, which accepts `what`
-    itself (1.21.1 refuses both). Until the module refuses them in its own
-    locations (issue 23, its C side), the answer depends on nginx's version.
-    strict: once the module refuses them, the marker must go."""
-    import pytest
-    return pytest.mark.xfail(NGINX_VERSION < (1, 21, 1), strict=True,
-                             reason=f"nginx {'.'.join(map(str, NGINX_VERSION))} accepts {what} "
-                                    "(1.21.1 and newer refuse it); the module does not refuse it itself yet")
-
 SESSION = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION = "X-Amzn-SageMaker-Closed-Session-Id"

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from harness import (before_nginx_1_21_1, detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
+from harness import (detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
                      SESSION, Reply, Response, chunked, close_session, new_session, workdir)
 
 MiB = 1024 * 1024
@@ -357,7 +357,6 @@ def test_100_mib_bodies_reach_the_engine_intact_and_cost_no_memory(start_nginx, 
 
 # --- chunked framing -----------------------------------------------------------
 
-@before_nginx_1_21_1("a request with both Content-Length and Transfer-Encoding")
 @pytest.mark.parametrize("mode", ["builtin", "engine"])
 def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
     """Chunked bodies cut at every byte, with chunk extensions and trailers,
@@ -404,7 +403,11 @@ def test_chunked_bodies_hostile_framing(start_nginx, engine, mode):
                        (chunked(b'{"requestType": "NEW_SESSION"}'), [b"Content-Length: 30"])):
         r = send(bad, extra)
         assert r.status == 400, (bad, r)
-        assert b"<html>" in r.body  # nginx's own page, not a module answer
+        if extra and b"<html>" not in r.body:
+            # both framings on nginx before 1.21.1: the module's refusal (test_refusals.py)
+            assert detail(r) == "Bad request: both Content-Length and Transfer-Encoding", r
+        else:
+            assert b"<html>" in r.body, (bad, r)  # nginx's own page, not a module answer
     with Conn(ngx.port) as c:
         body = b'{"requestType": "NEW_SESSION"}'
         c.send(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\nContent-Length: 31\r\n\r\n" + body)
@@ -980,7 +983,6 @@ def engine_takes_every_method(engine):
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "FROBNICATE"]
 
 
-@before_nginx_1_21_1("CONNECT")
 @pytest.mark.parametrize("mode", ["builtin", "engine"])
 def test_every_http_method(start_nginx, engine, mode):
     """The module decides on the header and the body whatever the method (the

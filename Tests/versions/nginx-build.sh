@@ -46,11 +46,13 @@ if [ ! -e "$tree/.built" ]; then
     touch "$tree/.built"
 fi
 
-# NDK_SRC: the NDK headers of the NDK built here, for a nginx/config that
-# reads it (today's takes Debian's libnginx-mod-http-ndk-dev headers)
-NDK_SRC="$dir/ndk" "$make" -C "$repo" BUILD="$dir/module" NGINX_SRC="$src" build > "$dir/module.log" 2>&1 \
+# NDK_SRC: the headers of the NDK built here. The module without NDK (its
+# [emerg] for set_sagemaker_session_value) is built for this nginx as well.
+NDK_SRC="$dir/ndk" "$make" -C "$repo" BUILD="$dir/module" NGINX_SRC="$src" \
+    build "$dir/module/nondk/ngx_http_sagemaker_sessions_module.so" > "$dir/module.log" 2>&1 \
     || fail "$dir/module.log" "our module did not build against this nginx"
 
 echo "SMS_NGINX=$tree/objs/nginx"
 echo "SMS_NDK_MODULE=$tree/objs/ndk_http_module.so"
 echo "SMS_MODULE=$dir/module/ngx_http_sagemaker_sessions_module.so"
+echo "SMS_NONDK_MODULE=$dir/module/nondk/ngx_http_sagemaker_sessions_module.so"

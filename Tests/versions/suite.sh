@@ -23,5 +23,6 @@ echo "== the integration suite against $what: $SMS_NGINX"
 cd "$repo"
 # shellcheck disable=SC2086
 SMS_NGINX=$SMS_NGINX SMS_MODULE=$SMS_MODULE SMS_NDK_MODULE=$SMS_NDK_MODULE \
+    SMS_NONDK_MODULE=$SMS_NONDK_MODULE SMS_REQUIRE_NONDK=1 \
     "$python" -m pytest -q -rs ${PYTEST_ARGS:-} Tests/integration \
     || { echo "error: the integration suite failed against $what" >&2; exit 1; }
