@@ -19,7 +19,7 @@ import pytest
 
 from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Nginx, detail, free_port,
                      request, workdir)
-from replicas import HEX32, VLLM_REFUSAL, Replicas, log_lines_since, read_home, session_dir
+from replicas import HEX32, VLLM_REFUSAL, Replicas, vllm_error, log_lines_since, read_home, session_dir
 
 SGLANG_CONF = os.path.join(ROOT, "nginx", "sglang-replicas.conf")
 VLLM_CONF = os.path.join(ROOT, "nginx", "vllm-replicas.conf")
@@ -244,7 +244,7 @@ def test_vllm_replicas_conf_directives_and_nginx_t(example):
     assert code == 0, out
     # the stub refuses the header as vLLM does: through nginx it never sees it
     r = request(reps[0].port, {"messages": []}, {SESSION: "0b7f3d9c-1c2e-4f5a-8b6d-9e0a1b2c3d4e"})
-    assert r.status == 400 and r.json() == {"detail": VLLM_REFUSAL}, r
+    assert r.status == 400 and r.json() == vllm_error(VLLM_REFUSAL), r
 
 
 def vllm_invoke(ngx, sid, n=0):

@@ -13,10 +13,12 @@ from typing import Dict, List, Optional, Union
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Engine, Nginx,
                      free_port, workdir)
+from replicas import sglang_validation_error
 
 CONF = os.path.join(ROOT, "nginx", "sglang.conf")
 CREATE_ENV = "SAGEMAKER_TRANSFORMS_CREATE_SESSION_DEFAULTS"
@@ -26,11 +28,13 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 # --- the SGLang stub ---------------------------------------------------------------
 
-# sglang/srt/managers/io_struct.py
+# sglang/srt/managers/io_struct.py (0.5.4 to 0.5.23; "timeout" from 0.5.10)
 @dataclass
 class OpenSessionReqInput:
     capacity_of_str_len: int
     session_id: Optional[str] = None
+    streaming: Optional[bool] = None
+    timeout: Optional[float] = None
 
 
 @dataclass
@@ -51,6 +55,12 @@ class GenerateReqInput:        # the fields used here; others are ignored, as by
 def sglang_app(state):
     """SGLang's routes (sglang/srt/entrypoints/http_server.py) over a fake engine."""
     app = FastAPI()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_exception_handler(request: Request, exc: RequestValidationError):
+        # SGLang overrides FastAPI's 422 with a 400 ErrorResponse
+        body, status = sglang_validation_error(exc.errors())
+        return JSONResponse(body, status_code=status)
 
     def error(message, status=400):          # http_server._create_error_response
         return JSONResponse({"error": {"message": str(message)}}, status_code=status)
@@ -273,33 +283,34 @@ def test_two_sessions_are_independent(run_sglang_conf, sglang):
     assert r.json()["received"]["session_params"] == {"id": ids[1]}
 
 
-def test_without_the_env_variable_sglang_422_reaches_the_client_unchanged(run_sglang_conf, sglang):
+def test_without_the_env_variable_sglang_400_reaches_the_client_unchanged(run_sglang_conf, sglang):
     ngx = run_sglang_conf()
     r = ngx.request({"requestType": "NEW_SESSION"})
-    expected = {"detail": [{"type": "missing", "loc": ["body", "capacity_of_str_len"],
-                            "msg": "Field required", "input": {}}]}
-    assert r.status == 422, r
+    assert r.status == 400, r
     assert r.header("Content-Type") == "application/json"
-    assert r.json() == expected
+    body = r.json()
+    assert {k: body[k] for k in ("object", "type", "param", "code")} == {
+        "object": "error", "type": "Bad Request", "param": None, "code": 400}, body
+    assert "capacity_of_str_len" in body["message"] and "Field required" in body["message"], body
     opened = sglang.to("/open_session")
     assert len(opened) == 1 and json.loads(opened[0]["body"]) == {}
     # byte for byte what SGLang sent
-    status, headers, body = call_asgi(sglang.app, "POST", "/open_session", "",
-                                      [("content-type", "application/json")], b"{}")
-    assert (r.status, r.body) == (status, body)
+    status, headers, raw = call_asgi(sglang.app, "POST", "/open_session", "",
+                                     [("content-type", "application/json")], b"{}")
+    assert (r.status, r.body) == (status, raw)
     assert r.header(NEW_SESSION) is None
     assert sglang.sessions == {}
 
 
-def test_capacity_that_is_not_an_int_422_reaches_the_client(run_sglang_conf, sglang):
+def test_capacity_that_is_not_an_int_400_reaches_the_client(run_sglang_conf, sglang):
     ngx = run_sglang_conf(env={CREATE_ENV: '{"body.capacity_of_str_len": "lots"}'})
     r = ngx.request({"requestType": "NEW_SESSION"})
-    assert r.status == 422, r
+    assert r.status == 400, r
     assert r.header("Content-Type") == "application/json"
-    assert r.json() == {"detail": [{
-        "type": "int_parsing", "loc": ["body", "capacity_of_str_len"],
-        "msg": "Input should be a valid integer, unable to parse string as an integer",
-        "input": "lots"}]}
+    body = r.json()
+    assert (body["object"], body["type"], body["code"]) == ("error", "Bad Request", 400), body
+    assert "int_parsing" in body["message"] and "'lots'" in body["message"], body
+    assert sglang.sessions == {}
 
 
 def test_ping_reaches_sglang_health(run_sglang_conf, sglang):
