@@ -2,7 +2,6 @@
 SGLang's HTTP server does: its session endpoints are FastAPI routes with
 SGLang's own signatures and request types, run in process."""
 
-import asyncio
 import json
 import os
 import re
@@ -18,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Engine, Nginx,
                      free_port, workdir)
+from asgi import call_asgi
 from replicas import sglang_validation_error
 
 CONF = os.path.join(ROOT, "nginx", "sglang.conf")
@@ -93,34 +93,6 @@ def sglang_app(state):
                 "received": received}
 
     return app
-
-
-def call_asgi(app, method, path, query, headers, body):
-    """One HTTP request through an ASGI app: (status, [(name, value)], body)."""
-    async def run():
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": query.encode(), "root_path": "",
-                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 30000)}
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-        out = {"status": None, "headers": [], "body": b""}
-
-        async def receive():
-            return pending.pop() if pending else {"type": "http.disconnect"}
-
-        async def send(message):
-            if message["type"] == "http.response.start":
-                out["status"] = message["status"]
-                out["headers"] = [(k.decode("latin-1"), v.decode("latin-1"))
-                                  for k, v in message.get("headers", [])]
-            elif message["type"] == "http.response.body":
-                out["body"] += message.get("body", b"")
-
-        await app(scope, receive, send)
-        return out["status"], out["headers"], out["body"]
-
-    return asyncio.run(run())
 
 
 class SGLang(Engine):
