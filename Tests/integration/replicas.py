@@ -16,10 +16,11 @@ sessions, as one engine per GPU does:
   every request is answered 200, and the session it carried (the
   X-Amzn-SageMaker-Session-Id header, else `session_id` in the JSON body) is
   recorded.
-- kind "vllm": vLLM's `/invocations` with its own SageMaker sessions off: any
+- kind "vllm": vLLM 0.33's `/invocations` and `/ping` (vllm_stub.py, built on
+  the Python library as vLLM is) with its own SageMaker sessions off: any
   request carrying the session header is refused (400, vLLM's
   `{"error": {"message": ..., "type": "Bad Request", "code": 400}}`), so nginx
-  must strip it;
+  must strip it, and so is a body not labelled application/json;
   the session is read from `session_id` in the body, where nginx writes it.
   `GET /ping` and `GET /health` answer 200.
 
@@ -257,15 +258,24 @@ class Replica:
         body = record["json"]
         if self.kind == "sglang":
             return self._answer_sglang(path, record, body)
+        if self.kind == "vllm" and path in ("/ping", "/invocations"):
+            return self._answer_vllm(record, body)
         if path in ("/ping", "/health"):
             return 200, [], b""
         header = record["headers"].get(SESSION.lower())
         in_body = body.get("session_id") if isinstance(body, dict) else None
         record["session"] = header if header is not None else in_body
-        if self.kind == "vllm" and header is not None:
-            return self._json(vllm_error(VLLM_REFUSAL), 400)
         return self._json({"object": "chat.completion", "replica": self.name,
                            "session_id": record["session"], "received": body})
+
+    def _answer_vllm(self, record, body):
+        """vLLM 0.33's routes, built on the Python library (vllm_stub.py)."""
+        from vllm_stub import vllm_answer        # imports the library: only when used
+        header = record["headers"].get(SESSION.lower())
+        in_body = body.get("session_id") if isinstance(body, dict) else None
+        record["session"] = header if header is not None else in_body
+        status, headers, out = vllm_answer(record)
+        return status, [(k, v) for k, v in headers if k.lower() != "content-length"], out
 
     def _answer_sglang(self, path, record, body):
         if path == "/health":
