@@ -50,6 +50,7 @@ class GenerateReqInput:        # the fields used here; others are ignored, as by
     rid: Optional[Union[List[str], str]] = None
     stream: bool = False
     session_params: Optional[Union[List[Dict], Dict]] = None
+    session_id: Optional[str] = None            # 0.5.16+: not with session_params
 
 
 def sglang_app(state):
@@ -85,6 +86,8 @@ def sglang_app(state):
     @app.api_route("/generate", methods=["POST", "PUT"])
     async def generate(obj: GenerateReqInput, request: Request):
         params = obj.session_params
+        if obj.session_id is not None and params is not None:     # GenerateReqInput.normalize
+            return error("session_id and session_params cannot both be set.")
         sid = params.get("id") if isinstance(params, dict) else None
         if sid is not None and sid not in state.sessions:
             return error(f"Invalid request: session id {sid} does not exist")
@@ -298,3 +301,16 @@ def test_sglang_session_endpoints_are_not_reachable_directly(run_sglang_conf, sg
         r = ngx.request({"capacity_of_str_len": 1, "session_id": "x"}, path=path)
         assert r.status == 404, (path, r)
     assert sglang.count() == 0
+
+
+def test_a_top_level_session_id_beside_the_injected_session_params_is_sglangs_400(
+        run_sglang_conf, sglang):
+    """SGLang 0.5.16+: clients behind sglang.conf must not send "session_id"."""
+    ngx = run_sglang_conf(env={CREATE_ENV: CAPACITY})
+    r = ngx.request({"requestType": "NEW_SESSION"})
+    sid = r.header(NEW_SESSION)
+    r = ngx.request({"text": "x", "session_id": sid}, {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 400, r
+    assert r.json() == {"error": {"message": "session_id and session_params cannot both be set."}}
+    r = ngx.request({"text": "x"}, {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 200, r
