@@ -48,7 +48,7 @@ NDK_SRC        ?=
 APT_PACKAGES   := nginx nginx-dev libnginx-mod-http-ndk libnginx-mod-http-ndk-dev \
                   libjansson-dev curl
 DEB_APT_PACKAGES := $(APT_PACKAGES) debhelper dpkg-dev fakeroot lintian
-PIP_PACKAGES   := pytest model-hosting-container-standards==0.1.16 prometheus_client
+PIP_PACKAGES   := pytest model-hosting-container-standards==0.1.16 prometheus_client boto3
 
 SWIFT_SOURCES  := Package.swift $(shell find Sources CInterop -type f 2>/dev/null)
 SHIM_SOURCES   := VERSION $(wildcard nginx/config nginx/*.c nginx/*.h)
@@ -80,7 +80,7 @@ deb-apt-deps:
 	$(call apt_install,$(DEB_APT_PACKAGES))
 
 pip-deps:
-	@$(PYTHON) -c "import pytest, model_hosting_container_standards, prometheus_client" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, model_hosting_container_standards, prometheus_client, boto3" 2>/dev/null || \
 	    $(PYTHON) -m pip install -q --root-user-action=ignore $(PIP_PACKAGES)
 
 $(SWIFT_LIB): $(SWIFT_SOURCES) | apt-deps

@@ -9,13 +9,18 @@ sessions, as one engine per GPU does:
   `POST /close_session {"session_id": id}` forgets it (200 with an empty body,
   unknown ids too); `POST /generate` with `session_params.id` of an id it does
   not know answers 400 `{"error": {"message": "Invalid request: session id X
-  does not exist"}}`, as SGLang does; `GET /health` answers 200.
+  does not exist"}}`, as SGLang does; a body SGLang's types refuse (no
+  `capacity_of_str_len`) is SGLang's 400 ErrorResponse, not FastAPI's 422;
+  `GET /health` answers 200.
 - kind "plain": an engine without sessions of its own (built-in sessions):
   every request is answered 200, and the session it carried (the
   X-Amzn-SageMaker-Session-Id header, else `session_id` in the JSON body) is
   recorded.
-- kind "vllm": vLLM's `/invocations` with its own SageMaker sessions off: any
-  request carrying the session header is refused (400), so nginx must strip it;
+- kind "vllm": vLLM 0.33's `/invocations` and `/ping` (vllm_stub.py, built on
+  the Python library as vLLM is) with its own SageMaker sessions off: any
+  request carrying the session header is refused (400, vLLM's
+  `{"error": {"message": ..., "type": "Bad Request", "code": 400}}`), so nginx
+  must strip it, and so is a body not labelled application/json;
   the session is read from `session_id` in the body, where nginx writes it.
   `GET /ping` and `GET /health` answer 200.
 
@@ -36,13 +41,34 @@ import socket
 import threading
 import time
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fastapi.exceptions import RequestValidationError
 
 from harness import MODULE, SESSION, Nginx, free_port, indented, read_chunked, temp_paths, workdir
 
 VLLM_REFUSAL = ("Invalid payload. stateful sessions not enabled, "
                 "X-Amzn-SageMaker-Session-Id header not supported")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def sglang_validation_error(errors):
+    """SGLang's answer to a request its pydantic types refuse: not FastAPI's
+    422 but a 400 with an OpenAI-style ErrorResponse, in every version from
+    0.5.4 to 0.5.23 (http_server.py, validation_exception_handler): (body, 400)."""
+    exc = RequestValidationError(errors)
+    exc_str, errors_str = str(exc), str(exc.errors())
+    message = f"{exc_str} {errors_str}" if errors_str and errors_str != exc_str else exc_str
+    return ({"object": "error", "message": message, "type": HTTPStatus.BAD_REQUEST.phrase,
+             "param": None, "code": HTTPStatus.BAD_REQUEST.value}, 400)
+
+
+def vllm_error(message):
+    """vLLM 0.33's body for an HTTPException raised on its routes (the Python
+    library's session checks raise them): not FastAPI's {"detail": ...}."""
+    return {"error": {"message": message, "type": HTTPStatus.BAD_REQUEST.phrase,
+                      "param": None, "code": HTTPStatus.BAD_REQUEST.value}}
 
 
 class _Server(ThreadingHTTPServer):
@@ -223,24 +249,33 @@ class Replica:
     def _sglang_error(self, message, status=400):       # http_server._create_error_response
         return self._json({"error": {"message": message}}, status)
 
-    def _missing(self, field, body):                     # FastAPI's 422 for a missing field
-        return self._json({"detail": [{"type": "missing", "loc": ["body", field],
-                                       "msg": "Field required", "input": body}]}, 422)
+    def _missing(self, field, body):                     # pydantic's error, SGLang's 400
+        return self._json(*sglang_validation_error([{"type": "missing", "loc": ("body", field),
+                                                     "msg": "Field required", "input": body}]))
 
     def _answer(self, record):
         path = record["path"].split("?")[0]
         body = record["json"]
         if self.kind == "sglang":
             return self._answer_sglang(path, record, body)
+        if self.kind == "vllm" and path in ("/ping", "/invocations"):
+            return self._answer_vllm(record, body)
         if path in ("/ping", "/health"):
             return 200, [], b""
         header = record["headers"].get(SESSION.lower())
         in_body = body.get("session_id") if isinstance(body, dict) else None
         record["session"] = header if header is not None else in_body
-        if self.kind == "vllm" and header is not None:
-            return self._json({"detail": VLLM_REFUSAL}, 400)
         return self._json({"object": "chat.completion", "replica": self.name,
                            "session_id": record["session"], "received": body})
+
+    def _answer_vllm(self, record, body):
+        """vLLM 0.33's routes, built on the Python library (vllm_stub.py)."""
+        from vllm_stub import vllm_answer        # imports the library: only when used
+        header = record["headers"].get(SESSION.lower())
+        in_body = body.get("session_id") if isinstance(body, dict) else None
+        record["session"] = header if header is not None else in_body
+        status, headers, out = vllm_answer(record)
+        return status, [(k, v) for k, v in headers if k.lower() != "content-length"], out
 
     def _answer_sglang(self, path, record, body):
         if path == "/health":
@@ -248,16 +283,16 @@ class Replica:
         if path == "/open_session":
             # OpenSessionReqInput: capacity_of_str_len: int, session_id, streaming, timeout
             if not isinstance(body, dict):
-                return self._json({"detail": [{"type": "model_attributes_type", "loc": ["body"],
-                                               "msg": "Input should be a valid dictionary",
-                                               "input": body}]}, 422)
+                return self._json(*sglang_validation_error([{
+                    "type": "model_attributes_type", "loc": ("body",),
+                    "msg": "Input should be a valid dictionary", "input": body}]))
             capacity = body.get("capacity_of_str_len")
             if capacity is None:
                 return self._missing("capacity_of_str_len", body)
             if not isinstance(capacity, int) or isinstance(capacity, bool):
-                return self._json({"detail": [{"type": "int_type", "loc": ["body", "capacity_of_str_len"],
-                                               "msg": "Input should be a valid integer",
-                                               "input": capacity}]}, 422)
+                return self._json(*sglang_validation_error([{
+                    "type": "int_type", "loc": ("body", "capacity_of_str_len"),
+                    "msg": "Input should be a valid integer", "input": capacity}]))
             sid = body.get("session_id") or uuid.uuid4().hex
             with self.lock:
                 if sid in self.sessions:

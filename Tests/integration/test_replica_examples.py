@@ -19,7 +19,7 @@ import pytest
 
 from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Nginx, detail, free_port,
                      request, workdir)
-from replicas import HEX32, VLLM_REFUSAL, Replicas, log_lines_since, read_home, session_dir
+from replicas import HEX32, VLLM_REFUSAL, Replicas, vllm_error, log_lines_since, read_home, session_dir
 
 SGLANG_CONF = os.path.join(ROOT, "nginx", "sglang-replicas.conf")
 VLLM_CONF = os.path.join(ROOT, "nginx", "vllm-replicas.conf")
@@ -243,8 +243,8 @@ def test_vllm_replicas_conf_directives_and_nginx_t(example):
     code, out = ngx.test_config()
     assert code == 0, out
     # the stub refuses the header as vLLM does: through nginx it never sees it
-    r = request(reps[0].port, {"messages": []}, {SESSION: "0b7f3d9c-1c2e-4f5a-8b6d-9e0a1b2c3d4e"})
-    assert r.status == 400 and r.json() == {"detail": VLLM_REFUSAL}, r
+    r = request(reps[0].port, {"messages": []}, {SESSION: "0b7f3d9c-1c2e-4f5a-8b6d-9e0a1b2c3d4e", **JSON})
+    assert r.status == 400 and r.json() == vllm_error(VLLM_REFUSAL), r
 
 
 def vllm_invoke(ngx, sid, n=0):
@@ -252,7 +252,9 @@ def vllm_invoke(ngx, sid, n=0):
     r = ngx.request(body, {SESSION: sid, **JSON})
     assert r.status == 200, r
     answer = r.json()
-    assert answer["received"] == {**body, "session_id": sid}, r     # header stripped, id in the body
+    # header stripped, id in the body ("model": the library's inject_adapter_id)
+    assert answer["received"] == {**body, "session_id": sid, "model": None}, r
+    assert answer["session_id"] == sid, r                          # vLLM's own session id
     return r.header("X-Replica")
 
 
@@ -322,7 +324,7 @@ def test_vllm_replicas_requests_without_session_round_robin(example):
     for i in range(40):
         r = ngx.request({"prompt": "x", "n": i}, JSON)
         assert r.status == 200, r
-        assert r.json()["received"] == {"prompt": "x", "n": i}
+        assert r.json()["received"] == {"prompt": "x", "n": i, "model": None}
     counts = reps.counts("/invocations")
     assert sum(counts.values()) == 40 and all(8 <= c <= 12 for c in counts.values()), counts
     r = ngx.request(b"", method="GET", path="/ping")

@@ -2,7 +2,6 @@
 SGLang's HTTP server does: its session endpoints are FastAPI routes with
 SGLang's own signatures and request types, run in process."""
 
-import asyncio
 import json
 import os
 import re
@@ -13,10 +12,13 @@ from typing import Dict, List, Optional, Union
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Engine, Nginx,
                      free_port, workdir)
+from asgi import call_asgi
+from replicas import sglang_validation_error
 
 CONF = os.path.join(ROOT, "nginx", "sglang.conf")
 CREATE_ENV = "SAGEMAKER_TRANSFORMS_CREATE_SESSION_DEFAULTS"
@@ -26,11 +28,13 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 # --- the SGLang stub ---------------------------------------------------------------
 
-# sglang/srt/managers/io_struct.py
+# sglang/srt/managers/io_struct.py (0.5.4 to 0.5.23; "timeout" from 0.5.10)
 @dataclass
 class OpenSessionReqInput:
     capacity_of_str_len: int
     session_id: Optional[str] = None
+    streaming: Optional[bool] = None
+    timeout: Optional[float] = None
 
 
 @dataclass
@@ -46,11 +50,18 @@ class GenerateReqInput:        # the fields used here; others are ignored, as by
     rid: Optional[Union[List[str], str]] = None
     stream: bool = False
     session_params: Optional[Union[List[Dict], Dict]] = None
+    session_id: Optional[str] = None            # 0.5.16+: not with session_params
 
 
 def sglang_app(state):
     """SGLang's routes (sglang/srt/entrypoints/http_server.py) over a fake engine."""
     app = FastAPI()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_exception_handler(request: Request, exc: RequestValidationError):
+        # SGLang overrides FastAPI's 422 with a 400 ErrorResponse
+        body, status = sglang_validation_error(exc.errors())
+        return JSONResponse(body, status_code=status)
 
     def error(message, status=400):          # http_server._create_error_response
         return JSONResponse({"error": {"message": str(message)}}, status_code=status)
@@ -75,6 +86,8 @@ def sglang_app(state):
     @app.api_route("/generate", methods=["POST", "PUT"])
     async def generate(obj: GenerateReqInput, request: Request):
         params = obj.session_params
+        if obj.session_id is not None and params is not None:     # GenerateReqInput.normalize
+            return error("session_id and session_params cannot both be set.")
         sid = params.get("id") if isinstance(params, dict) else None
         if sid is not None and sid not in state.sessions:
             return error(f"Invalid request: session id {sid} does not exist")
@@ -83,34 +96,6 @@ def sglang_app(state):
                 "received": received}
 
     return app
-
-
-def call_asgi(app, method, path, query, headers, body):
-    """One HTTP request through an ASGI app: (status, [(name, value)], body)."""
-    async def run():
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": query.encode(), "root_path": "",
-                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 30000)}
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-        out = {"status": None, "headers": [], "body": b""}
-
-        async def receive():
-            return pending.pop() if pending else {"type": "http.disconnect"}
-
-        async def send(message):
-            if message["type"] == "http.response.start":
-                out["status"] = message["status"]
-                out["headers"] = [(k.decode("latin-1"), v.decode("latin-1"))
-                                  for k, v in message.get("headers", [])]
-            elif message["type"] == "http.response.body":
-                out["body"] += message.get("body", b"")
-
-        await app(scope, receive, send)
-        return out["status"], out["headers"], out["body"]
-
-    return asyncio.run(run())
 
 
 class SGLang(Engine):
@@ -273,33 +258,34 @@ def test_two_sessions_are_independent(run_sglang_conf, sglang):
     assert r.json()["received"]["session_params"] == {"id": ids[1]}
 
 
-def test_without_the_env_variable_sglang_422_reaches_the_client_unchanged(run_sglang_conf, sglang):
+def test_without_the_env_variable_sglang_400_reaches_the_client_unchanged(run_sglang_conf, sglang):
     ngx = run_sglang_conf()
     r = ngx.request({"requestType": "NEW_SESSION"})
-    expected = {"detail": [{"type": "missing", "loc": ["body", "capacity_of_str_len"],
-                            "msg": "Field required", "input": {}}]}
-    assert r.status == 422, r
+    assert r.status == 400, r
     assert r.header("Content-Type") == "application/json"
-    assert r.json() == expected
+    body = r.json()
+    assert {k: body[k] for k in ("object", "type", "param", "code")} == {
+        "object": "error", "type": "Bad Request", "param": None, "code": 400}, body
+    assert "capacity_of_str_len" in body["message"] and "Field required" in body["message"], body
     opened = sglang.to("/open_session")
     assert len(opened) == 1 and json.loads(opened[0]["body"]) == {}
     # byte for byte what SGLang sent
-    status, headers, body = call_asgi(sglang.app, "POST", "/open_session", "",
-                                      [("content-type", "application/json")], b"{}")
-    assert (r.status, r.body) == (status, body)
+    status, headers, raw = call_asgi(sglang.app, "POST", "/open_session", "",
+                                     [("content-type", "application/json")], b"{}")
+    assert (r.status, r.body) == (status, raw)
     assert r.header(NEW_SESSION) is None
     assert sglang.sessions == {}
 
 
-def test_capacity_that_is_not_an_int_422_reaches_the_client(run_sglang_conf, sglang):
+def test_capacity_that_is_not_an_int_400_reaches_the_client(run_sglang_conf, sglang):
     ngx = run_sglang_conf(env={CREATE_ENV: '{"body.capacity_of_str_len": "lots"}'})
     r = ngx.request({"requestType": "NEW_SESSION"})
-    assert r.status == 422, r
+    assert r.status == 400, r
     assert r.header("Content-Type") == "application/json"
-    assert r.json() == {"detail": [{
-        "type": "int_parsing", "loc": ["body", "capacity_of_str_len"],
-        "msg": "Input should be a valid integer, unable to parse string as an integer",
-        "input": "lots"}]}
+    body = r.json()
+    assert (body["object"], body["type"], body["code"]) == ("error", "Bad Request", 400), body
+    assert "int_parsing" in body["message"] and "'lots'" in body["message"], body
+    assert sglang.sessions == {}
 
 
 def test_ping_reaches_sglang_health(run_sglang_conf, sglang):
@@ -315,3 +301,16 @@ def test_sglang_session_endpoints_are_not_reachable_directly(run_sglang_conf, sg
         r = ngx.request({"capacity_of_str_len": 1, "session_id": "x"}, path=path)
         assert r.status == 404, (path, r)
     assert sglang.count() == 0
+
+
+def test_a_top_level_session_id_beside_the_injected_session_params_is_sglangs_400(
+        run_sglang_conf, sglang):
+    """SGLang 0.5.16+: clients behind sglang.conf must not send "session_id"."""
+    ngx = run_sglang_conf(env={CREATE_ENV: CAPACITY})
+    r = ngx.request({"requestType": "NEW_SESSION"})
+    sid = r.header(NEW_SESSION)
+    r = ngx.request({"text": "x", "session_id": sid}, {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 400, r
+    assert r.json() == {"error": {"message": "session_id and session_params cannot both be set."}}
+    r = ngx.request({"text": "x"}, {SESSION: sid, "Content-Type": "application/json"})
+    assert r.status == 200, r
