@@ -42,6 +42,7 @@ ngx_http_sagemaker_sessions_call_engine(ngx_http_request_t *r,
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
 
+    /* SMS_CALL_CLOSE and SMS_CALL_EXPIRE: the close handler */
     uri = (d->action == SMS_CALL_CREATE) ? &slcf->create.uri : &slcf->close.uri;
 
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));

@@ -208,6 +208,7 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
 
     case SMS_CALL_CREATE:
     case SMS_CALL_CLOSE:
+    case SMS_CALL_EXPIRE:
         ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
 
         if (ngx_http_sagemaker_sessions_call_engine(r, ctx, &d) != NGX_OK) {

@@ -82,6 +82,8 @@ typedef struct {
 #define SMS_CALL_CREATE       3   /* POST body to the create handler URI */
 #define SMS_CALL_CLOSE        4   /* POST body to the close handler URI */
 #define SMS_RELAY             5   /* answer with the engine's response */
+#define SMS_CALL_EXPIRE       6   /* POST body to the close handler URI for
+                                     an expired session, then answer it */
 
 /* log levels, numerically nginx's */
 #define SMS_LOG_NONE          0
@@ -190,7 +192,7 @@ typedef struct {
 int sms_screen(const sms_screen_t *req, sms_alloc_pt alloc, void *pool,
     sms_decision_t *out);
 
-/* call: SMS_CALL_CREATE or SMS_CALL_CLOSE, as sms_decide() asked; home:
+/* call: SMS_CALL_CREATE, _CLOSE or _EXPIRE, as sms_decide() asked; home:
  * the replica that answered a create through an affinity upstream, or NULL */
 int sms_engine_answer(void *store, void *location, int call,
     const sms_request_t *req,

@@ -39,9 +39,14 @@ public enum Metrics {
     ]
     static let histogramSlots = buckets.count + 3
 
+    /// The `expire` call (ExpiredEngineSession.swift): its codes, then its
+    /// histogram, after the first two calls' (appended, not interleaved).
+    static let expireCodesBase = histogramBase + 2 * histogramSlots
+    static let expireHistogramBase = expireCodesBase + codeSlots
+
     /// Workers running without the inotify cache now (a gauge: each adds
     /// one when it starts so, and takes it back when it exits).
-    static let uncachedSlot = histogramBase + 2 * histogramSlots
+    static let uncachedSlot = expireHistogramBase + histogramSlots
 
     /// How many slots nginx must provide.
     public static let slots = uncachedSlot + 1
@@ -49,11 +54,12 @@ public enum Metrics {
     static func callIndex(_ call: EngineCall) -> Int { call == .create ? 0 : 1 }
 
     static func codeSlot(_ call: EngineCall, status: Int) -> Int {
-        engineCallsBase + callIndex(call) * codeSlots + (codes.contains(status) ? status - codes.lowerBound + 1 : 0)
+        let base = call == .expire ? expireCodesBase : engineCallsBase + callIndex(call) * codeSlots
+        return base + (codes.contains(status) ? status - codes.lowerBound + 1 : 0)
     }
 
     static func histogramSlot(_ call: EngineCall) -> Int {
-        histogramBase + callIndex(call) * histogramSlots
+        call == .expire ? expireHistogramBase : histogramBase + callIndex(call) * histogramSlots
     }
 
     // MARK: counting

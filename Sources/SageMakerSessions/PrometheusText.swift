@@ -61,7 +61,7 @@ public enum PrometheusText {
         ("create", .storeErrorCreate), ("close", .storeErrorClose), ("read", .storeErrorRead),
     ]
 
-    static let calls: [(label: String, call: EngineCall)] = [("create", .create), ("close", .close)]
+    static let calls: [(label: String, call: EngineCall)] = [("create", .create), ("close", .close), ("expire", .expire)]
 
     public static func write(_ s: StatusSnapshot) -> String {
         var out = ""

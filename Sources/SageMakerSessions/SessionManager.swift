@@ -22,6 +22,10 @@ public enum Decision {
 
 public enum EngineCall: Equatable {
     case create, close
+    /// The close handler called for an engine-owned session that expired
+    /// at its home (ExpiredEngineSession.swift): the client's answer stays
+    /// `expired`, whatever the engine says.
+    case expire
 }
 
 /// Where an upstream with `sagemaker_session_affinity` sends a request of
@@ -106,7 +110,8 @@ public struct SessionManager {
         case .close:
             if let handler = closeHandler {
                 let route = try engineRoute(sessionID, now: now)
-                return .callEngine(.close, body: try closeBody(handler, sessionID), route: route)
+                if case .expire(let call) = route { return call }
+                return .callEngine(.close, body: try closeBody(handler, sessionID), route: route.route)
             }
             return .answer(try close(sessionID, now: now))
         case .invocation(let parsed):
@@ -157,7 +162,9 @@ public struct SessionManager {
         guard let raw = sessionID else { return .pass }
         if engineOwnsSessions {
             if raw.isEmpty { return .pass }
-            let route = try engineRoute(raw, now: now)
+            let routing = try engineRoute(raw, now: now)
+            if case .expire(let call) = routing { return call }
+            let route = routing.route
             guard let path = injectPath else { return route.map { .passSession($0, body: nil) } ?? .pass }
             _ = try text(raw)
             let pieces = try inject(raw, at: path, body: body, parsed: parsed)
@@ -191,18 +198,22 @@ public struct SessionManager {
     /// Where a request of an engine's session goes: to its home when the
     /// module recorded one (session affinity), else wherever nginx balances
     /// it, and the engine decides. One recorded and expired is refused.
-    func engineRoute(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> Route? {
-        guard let raw = sessionID, !raw.isEmpty, store?.affinity ?? false else { return nil }
+    /// One expired with a home, and a close handler, is claimed and closed
+    /// at its home (`expire`).
+    func engineRoute(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> EngineRouting {
+        guard let raw = sessionID, !raw.isEmpty, store?.affinity ?? false else { return .route(nil) }
         let found: SessionStore.Lookup
         do {
-            found = try store?.lookup(engineSession: raw, now: now) ?? .notFound
+            found = try store?.lookup(engineSession: raw, now: now, retiring: closeHandler == nil) ?? .notFound
         } catch {
             throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
         }
         switch found {
-        case .notFound: return nil
-        case .expired: throw .expired(String(decoding: raw, as: UTF8.self))
-        case .valid(_, let home): return home.map { Route(kind: .engine, home: $0) }
+        case .notFound: return .route(nil)
+        case .expired:
+            if let call = try expireCall(raw) { return .expire(call) }
+            throw .expired(String(decoding: raw, as: UTF8.self))
+        case .valid(_, let home): return .route(home.map { Route(kind: .engine, home: $0) })
         }
     }
 
@@ -248,6 +259,7 @@ public struct SessionManager {
     /// upstream has session affinity.
     public func answer(_ call: EngineCall, sessionID: [UInt8]?, response: EngineResponse, home: Home? = nil,
                        now: Double = WallClock.now()) -> Decision {
+        if call == .expire { return .answer(expired(sessionID, response: response)) }
         guard response.complete else { return .answer(SessionError.engineUnreadable.answer) }
         guard response.status == 200 else { return .relay }
         switch call {
@@ -260,6 +272,8 @@ public struct SessionManager {
                 return .answer(recorded(id, home: home, in: store, now: now))
             }
             return .answer(engineCreated(id, header: id, log: (.info, "engine created session \(id)")))
+        case .expire:
+            return .answer(expired(sessionID, response: response))
         case .close:
             let id = String(decoding: sessionID ?? [], as: UTF8.self)
             if store?.affinity ?? false {

@@ -204,12 +204,17 @@ public final class SessionStore {
     /// An engine's session, recorded when it got a home: by the UUID cache
     /// for an id that is one, else by its name; an id never recorded (or
     /// that cannot be) is not found.
-    public func lookup(engineSession id: UnsafeRawBufferPointer, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
-        if let key = SessionKey(id) { return try lookup(key, String(decoding: id, as: UTF8.self), now: now) }
+    /// With `retiring: false` an expired one is left for its claim
+    /// (`claimExpired(engineSession:)`).
+    public func lookup(engineSession id: UnsafeRawBufferPointer, now: Double = WallClock.now(),
+                       retiring: Bool = true) throws(SystemError) -> Lookup {
+        if let key = SessionKey(id) {
+            return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: retiring)
+        }
         guard let name = EngineSessionName(unchecked: id) else { return .notFound }
         let known = engineCache.entry(of: name)
         if known == nil, !name.isStorable { return .notFound }
-        return try lookup(name, known, in: engineCache, name.text, now: now)
+        return try lookup(name, known, in: engineCache, name.text, now: now, retiring: retiring)
     }
 
     /// `key` names an entry that may be read: canonical, or checked as a
@@ -395,6 +400,12 @@ public final class SessionStore {
     /// `burying` (the sweep, with a graveyard): one rename into the
     /// graveyard and no more; its files are the thread pool's to delete.
     private func takeAway(_ id: String, burying: Bool = false) throws(SystemError) -> Bool {
+        var home: Home?
+        return try takeAway(id, burying: burying, home: &home)
+    }
+
+    /// The same, with the home the session had (when this caller took it).
+    func takeAway(_ id: String, burying: Bool = false, home taken: inout Home?) throws(SystemError) -> Bool {
         if let key = SessionKey(id) {
             cache.forget(key)
         } else if let name = EngineSessionName(entryName: id) {
@@ -429,6 +440,7 @@ public final class SessionStore {
         let gone = prefix + goneName
         sessionsDirectory.removed()
         if affinity, let home = try? home(of: goneName) {
+            taken = home
             homes.count(home, -1)
             _ = unlinkat(fd, gone + "/" + SessionStore.homeFile, 0)
         }

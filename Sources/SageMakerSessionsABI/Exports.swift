@@ -253,7 +253,7 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
         for i in 0..<e.nheaders { headers.append((string(list[i].name), string(list[i].value))) }
     }
     let captured = EngineResponse(complete: e.complete != 0, status: Int(e.status), headers: headers, body: bytes(e.body))
-    let engineCall: EngineCall = call == SMS_CALL_CLOSE ? .close : .create
+    let engineCall: EngineCall = call == SMS_CALL_CLOSE ? .close : call == SMS_CALL_EXPIRE ? .expire : .create
     let sessionID = header(request.pointee).map { Array($0) }
     let decision = borrow(location, as: Location.self) {
         $0.answer(store, engineCall, sessionID: sessionID, response: captured, home: home)
@@ -263,7 +263,7 @@ public func sms_engine_answer(_ store: UnsafeMutableRawPointer?, _ location: Uns
     Metrics.engineCall(engineCall, status: Int(e.status), micros: e.duration_us)
     var outcome = SessionOutcome.of(decision, header: nil, engineOwnsSessions: true)
     if outcome == .none { outcome = .engineError }
-    record(outcome, request: request.pointee, to: output, newSession: call != SMS_CALL_CLOSE)
+    record(outcome, request: request.pointee, to: output, newSession: call == SMS_CALL_CREATE)
     return written
 }
 
@@ -324,7 +324,11 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
     case .callEngine(let call, let document, let route):
         guard let bytes = document.dump(into: allocate) else { return -1 }
         output.pointee.body = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-        output.pointee.action = call == .create ? SMS_CALL_CREATE : SMS_CALL_CLOSE
+        switch call {
+        case .create: output.pointee.action = SMS_CALL_CREATE
+        case .close: output.pointee.action = SMS_CALL_CLOSE
+        case .expire: output.pointee.action = SMS_CALL_EXPIRE
+        }
         if let route { write(route, to: output) }
     case .passSession(let route, let point):
         write(route, to: output)

@@ -255,9 +255,21 @@ final class AffinityTests: TempDirectoryTestCase {
         XCTAssertEqual(closing, Route(kind: .engine, home: a))
         // an id never recorded: balanced, and the engine decides
         guard case .pass = decide(m, "{}", id: "never-seen") else { return XCTFail() }
-        guard case .answer(let answer) = decide(m, "{}", id: "abc", now: t0 + 11) else { return XCTFail() }
+        // expired: claimed and closed at its home, once; the client gets expired
+        guard case .callEngine(.expire, let body, let expiring) = decide(m, "{}", id: "abc", now: t0 + 11) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(expiring, Route(kind: .engine, home: a))
+        XCTAssertEqual(body.dumped(), #"{"session_id":"abc"}"#)
+        guard case .pass = decide(m, "{}", id: "abc", now: t0 + 11) else { return XCTFail("claimed twice") }
+        let refused = EngineResponse(complete: true, status: 502, headers: [], body: UnsafeRawBufferPointer(start: nil, count: 0))
+        guard case .answer(let answer) = m.answer(.expire, sessionID: bytes("abc"), response: refused) else {
+            return XCTFail()
+        }
         XCTAssertEqual(answer.status, 400)
         XCTAssertEqual(answer.body, #"{"detail":"Bad request: session expired: abc"}"#)
+        XCTAssertEqual(answer.outcome, .expired)
+        XCTAssertEqual(answer.log?.level, .warn)
     }
 
     func testTheEngineCreatingASessionOnAHomeRecordsItWithExpires() throws {

@@ -133,10 +133,27 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 1\n"), text)
     }
 
+    /// The close of an expired engine session has its own row.
+    func testExpireCallsAreCountedApart() {
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            Metrics.engineCall(.expire, status: 502, micros: 10)
+            Metrics.engineCall(.close, status: 200, micros: 10)
+            Metrics.attach(nil)
+        }
+        let text = PrometheusText.write(StatusSnapshot(counters: slots, live: 0, version: "1"))
+        XCTAssertTrue(text.contains(#"sagemaker_sessions_engine_calls_total{call="expire",code="502"} 1"#), text)
+        XCTAssertTrue(text.contains(#"sagemaker_sessions_engine_calls_total{call="close",code="200"} 1"#), text)
+        XCTAssertFalse(text.contains(#"call="expire",code="200""#), text)
+    }
+
     func testTheLayoutHasNoOverlap() {
         XCTAssertLessThan(Metrics.expiredSlot, Metrics.engineCallsBase)
         XCTAssertEqual(Metrics.codeSlot(.close, status: 599) + 1, Metrics.histogramBase)
-        XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.uncachedSlot)
+        XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.codeSlot(.expire, status: 0))
+        XCTAssertEqual(Metrics.codeSlot(.expire, status: 599) + 1, Metrics.histogramSlot(.expire))
+        XCTAssertEqual(Metrics.histogramSlot(.expire) + Metrics.histogramSlots, Metrics.uncachedSlot)
         XCTAssertEqual(Metrics.uncachedSlot + 1, Metrics.slots)
     }
 }
