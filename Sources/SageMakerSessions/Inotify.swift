@@ -132,7 +132,7 @@ final class Inotify {
         let uncached = (fd < 0 && failure != nil) || !rootsUnwatched.isEmpty || sessionWatchesOut
         guard uncached != counted else { return }
         counted = uncached
-        Metrics.workerUncached(uncached ? 1 : -1)
+        Metrics.workerUncached(uncached)
     }
     private var stopped = false
 
@@ -151,7 +151,7 @@ final class Inotify {
         stopped = true
         if counted {
             counted = false
-            Metrics.workerUncached(-1)
+            Metrics.workerUncached(false)
         }
     }
 

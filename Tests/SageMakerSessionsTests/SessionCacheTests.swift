@@ -206,17 +206,17 @@ final class SessionCacheTests: TempDirectoryTestCase {
             XCTAssertNil(inotify.takeWarning())
             inotify.sessionWatchFailed("/s/a", SystemError(ENOSPC))
             inotify.sessionWatchFailed("/s/b", SystemError(ENOSPC))
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 1)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
             while let w = inotify.takeWarning() { warnings.append(w) }
             inotify.sessionWatched()
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 0)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
             inotify.sessionWatchFailed("/s/c", SystemError(ENOSPC))  // counted again, not told again
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 1)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
             XCTAssertNil(inotify.takeWarning())
             inotify.stop()
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 0)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
             inotify.sessionWatched()  // after the exit: nothing moves
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 0)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
         }
         XCTAssertEqual(warnings.count, 1)
         XCTAssertTrue(warnings[0].contains("inotify_add_watch(\"/s/a\") failed (\(ENOSPC): "), warnings[0])
@@ -233,14 +233,14 @@ final class SessionCacheTests: TempDirectoryTestCase {
             defer { Metrics.attach(nil) }
             inotify.start(perTurn: false)
             inotify.watchFailed("/root", SystemError(ENOSPC))
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 1)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
             XCTAssertNil(inotify.takeWarning())  // the first failure: startWorker's to tell
             inotify.sessionWatchFailed("/root/x", SystemError(ENOSPC))  // the same limit: told already
             XCTAssertNil(inotify.takeWarning())
             inotify.sessionWatched()
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 1)  // the root still unwatched
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)  // the root still unwatched
             inotify.watched("/root")
-            XCTAssertEqual(buf[Metrics.uncachedSlot], 0)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
         }
     }
 }
