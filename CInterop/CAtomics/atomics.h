@@ -24,4 +24,13 @@ sms_atomic_load(const int64_t *counter)
 }
 
 
+/* 1 when *counter was expected and is now desired */
+static inline int
+sms_atomic_cas(int64_t *counter, int64_t expected, int64_t desired)
+{
+    return __atomic_compare_exchange_n(counter, &expected, desired, 0,
+                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+
 #endif /* _SMS_ATOMICS_H_INCLUDED_ */

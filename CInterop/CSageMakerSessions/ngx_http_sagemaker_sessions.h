@@ -170,6 +170,8 @@ void sms_store_worker_exit(void *store);
  * decided: until then the store reads changes made on disk only once */
 
 void sms_store_end_turn(void *store);
+/* 1 with warning written: something new to warn of (once) */
+int sms_store_warning(void *store, char *warning, size_t len);
 
 
 /* request time (worker processes); return 0, or -1 if out of memory; out

@@ -15,8 +15,17 @@ final class Inotify {
     /// Why this worker has no instance, or no watch of the sessions
     /// directory, once it tried: the caches are off (still right, slower).
     private(set) var failure: Failure?
-    /// Counted in `sagemaker_sessions_workers_uncached`.
-    private var counted = false
+    /// Counted in `sagemaker_sessions_workers_uncached`: while it has no
+    /// instance, a sessions directory unwatched, or its last try at a
+    /// session's watch failed (out of fs.inotify.max_user_watches). The
+    /// gauge's semantics hold for the last: sessions past the limit are
+    /// read from disk on every request, as without a cache.
+    private(set) var counted = false
+    private var rootsUnwatched: Set<String> = []
+    private var sessionWatchesOut = false
+    /// Limits already named in a [warn]: one each per worker.
+    private var toldLimits: Set<String> = []
+    private var untold: [String] = []
     /// A worker without an instance tries again at most this often: a
     /// reload's new workers start while the old ones still hold theirs.
     static let retryNanoseconds: UInt64 = 1_000_000_000
@@ -31,14 +40,20 @@ final class Inotify {
         /// Its value now, as read from /proc; nil when it cannot be read.
         let current: String?
 
+        /// The whole cache is off (no instance, no directory watch), or
+        /// only the sessions whose watch could not be had.
+        let whole: Bool
+
         var description: String {
             "inotify: \(call) failed (\(error.code): \(error)): this worker runs without its session cache "
-                + "and reads every session's files on each request; raise fs.inotify.\(limit) (now "
-                + (current ?? "unknown") + ")"
+                + (whole ? "and reads every session's files on each request"
+                         : "for the sessions it cannot watch, and reads their files on each request")
+                + "; raise fs.inotify.\(limit) (now " + (current ?? "unknown") + ")"
         }
 
-        init(call: String, error: SystemError, limit: String? = nil, current: String? = nil) {
+        init(call: String, error: SystemError, limit: String? = nil, current: String? = nil, whole: Bool = true) {
             self.call = call
+            self.whole = whole
             self.error = error
             let limit = limit ?? (error.code == ENOSPC ? "max_user_watches" : "max_user_instances")
             self.limit = limit
@@ -68,16 +83,58 @@ final class Inotify {
     /// A watch of the sessions directory could not be had: the caches stay
     /// off (each drain tries again). The first failure is the one told.
     func watchFailed(_ path: String, _ error: SystemError) {
+        rootsUnwatched.insert(path)
         failed(Failure(call: "inotify_add_watch(\"\(path)\")", error: error))
     }
 
-    private func failed(_ why: Failure) {
-        if failure == nil { failure = why }
-        if !counted {
-            counted = true
-            Metrics.workerUncached(1)
-        }
+    /// The sessions directory `path` is watched (again).
+    func watched(_ path: String) {
+        guard rootsUnwatched.remove(path) != nil else { return }
+        recount()
     }
+
+    /// A session's watch could not be had (ENOSPC: the user's
+    /// fs.inotify.max_user_watches are all taken): that session is read
+    /// from disk, uncached. Told once per worker, in the next `takeWarning`.
+    func sessionWatchFailed(_ path: String, _ error: SystemError) {
+        sessionWatchesOut = true
+        let why = Failure(call: "inotify_add_watch(\"\(path)\")", error: error, whole: false)
+        if failure == nil { failure = why }
+        if toldLimits.insert(why.limit).inserted { untold.append(why.description) }
+        recount()
+    }
+
+    /// A session's watch was had: watches are to be had again.
+    func sessionWatched() {
+        guard sessionWatchesOut else { return }
+        sessionWatchesOut = false
+        recount()
+    }
+
+    /// What was not told yet (a failure after the worker started), once.
+    func takeWarning() -> String? {
+        untold.isEmpty ? nil : untold.removeFirst()
+    }
+
+    private func failed(_ why: Failure) {
+        if failure == nil {
+            failure = why
+            toldLimits.insert(why.limit)  // startWorker returns it for the [warn]
+        } else if toldLimits.insert(why.limit).inserted {
+            untold.append(why.description)
+        }
+        recount()
+    }
+
+    /// The gauge follows whether this worker runs without (part of) its cache now.
+    private func recount() {
+        guard !stopped else { return }
+        let uncached = (fd < 0 && failure != nil) || !rootsUnwatched.isEmpty || sessionWatchesOut
+        guard uncached != counted else { return }
+        counted = uncached
+        Metrics.workerUncached(uncached)
+    }
+    private var stopped = false
 
     /// Without an instance, one more try (at most once a second); a worker
     /// that gets one is counted as uncached no more.
@@ -86,17 +143,15 @@ final class Inotify {
         guard now &- lastTry >= Inotify.retryNanoseconds else { return }
         lastTry = now
         fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        if fd >= 0, counted, failure?.call == "inotify_init1()" {
-            counted = false
-            Metrics.workerUncached(-1)
-        }
+        if fd >= 0 { recount() }
     }
 
     /// The worker exits: it is no longer one running without the cache.
     func stop() {
+        stopped = true
         if counted {
             counted = false
-            Metrics.workerUncached(-1)
+            Metrics.workerUncached(false)
         }
     }
 

@@ -1,4 +1,5 @@
 import CAtomics
+import Glibc
 
 /// The status page's counters: 64-bit slots in memory that every nginx
 /// worker shares (an nginx shared zone, kept across reloads), each added to
@@ -44,12 +45,18 @@ public enum Metrics {
     static let expireCodesBase = histogramBase + 2 * histogramSlots
     static let expireHistogramBase = expireCodesBase + codeSlots
 
-    /// Workers running without the inotify cache now (a gauge: each adds
-    /// one when it starts so, and takes it back when it exits).
+    /// Workers running without the inotify cache now (a gauge). Not kept
+    /// in memory: `snapshot` writes it there, counting the live pids in the
+    /// slots after it. A worker killed by a signal (kill -9, a crash) cannot
+    /// take back a +1; its pid, dead, is not counted, and its slot is taken
+    /// again by the next worker that needs one.
     static let uncachedSlot = expireHistogramBase + histogramSlots
+    /// One slot per uncached worker, holding its pid (0: free).
+    static let uncachedPidBase = uncachedSlot + 1
+    static let uncachedPidSlots = 1024
 
     /// How many slots nginx must provide.
-    public static let slots = uncachedSlot + 1
+    public static let slots = uncachedPidBase + uncachedPidSlots
 
     static func callIndex(_ call: EngineCall) -> Int { call == .create ? 0 : 1 }
 
@@ -75,8 +82,32 @@ public enum Metrics {
         if outcome != .none { add(Int(outcome.rawValue)) }
     }
 
-    static func workerUncached(_ n: Int64) {
-        add(uncachedSlot, n)
+    /// This worker runs without its cache now (true), or no more (false):
+    /// it holds a slot with its pid while it does.
+    static func workerUncached(_ uncached: Bool, pid: Int64 = Int64(getpid())) {
+        guard let counters else { return }
+        let pids = counters + uncachedPidBase
+        if let mine = (0..<uncachedPidSlots).first(where: { sms_atomic_load(pids + $0) == pid }) {
+            if !uncached { _ = sms_atomic_cas(pids + mine, pid, 0) != 0 }
+            return
+        }
+        guard uncached else { return }
+        for i in 0..<uncachedPidSlots {
+            let held = sms_atomic_load(pids + i)
+            if (held == 0 || !alive(held)), sms_atomic_cas(pids + i, held, pid) != 0 { return }
+        }
+        // more uncached workers than slots: the gauge undercounts
+    }
+
+    /// A pid in a slot names a running process (EPERM: running as another user).
+    static func alive(_ pid: Int64) -> Bool {
+        pid > 0 && pid <= Int64(Int32.max) && (kill(pid_t(pid), 0) == 0 || errno == EPERM)
+    }
+
+    /// The live pids in the uncached workers' slots.
+    static func uncachedWorkers(_ counters: [Int64]) -> Int64 {
+        guard counters.count >= slots else { return 0 }
+        return Int64(counters[uncachedPidBase..<slots].filter { $0 != 0 && alive($0) }.count)
     }
 
     static func expiredSessionRemoved() {
@@ -98,6 +129,9 @@ public enum Metrics {
     /// The slots as they are now (each read atomically; the whole is not
     /// one instant, as with any scrape of live counters).
     public static func snapshot(_ memory: UnsafePointer<Int64>, count: Int) -> [Int64] {
-        (0..<min(count, slots)).map { sms_atomic_load(memory + $0) } + Array(repeating: 0, count: max(0, slots - count))
+        var counters = (0..<min(count, slots)).map { sms_atomic_load(memory + $0) }
+            + Array(repeating: 0, count: max(0, slots - count))
+        counters[uncachedSlot] = uncachedWorkers(counters)
+        return counters
     }
 }

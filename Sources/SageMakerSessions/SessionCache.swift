@@ -52,7 +52,11 @@ final class SessionCache<Key: CacheKey> {
     private func watchRoot() {
         guard fd >= 0 else { return }
         rootWatch = inotify_add_watch(fd, root, InotifyEvents.root)
-        if rootWatch < 0, errno != ENOENT { inotify.watchFailed(root, .current) }
+        if rootWatch >= 0 {
+            inotify.watched(root)
+        } else if errno != ENOENT {
+            inotify.watchFailed(root, .current)
+        }
     }
 
     /// What is cached of `id`, after every change so far has been applied.
@@ -85,8 +89,10 @@ final class SessionCache<Key: CacheKey> {
         let watch = inotify_add_watch(fd, directory, InotifyEvents.session)
         guard watch >= 0 else {
             if errno == ENOENT || errno == ENOTDIR { return nil }
+            inotify.sessionWatchFailed(directory, .current)
             return try read()  // out of watches: still correct, just not cached
         }
+        inotify.sessionWatched()
         let value: Cached?
         do {
             value = try read()

@@ -77,6 +77,13 @@ public final class SessionStore {
         return inotify.failure?.description
     }
 
+    /// A failure met after the worker started (a session's watch out of
+    /// fs.inotify.max_user_watches), for one `[warn]` per limit; nil when
+    /// there is nothing new to tell.
+    public func takeWarning() -> String? {
+        inotify.takeWarning()
+    }
+
     /// The worker exits: it is no longer one running without the cache.
     public func stopWorker() {
         inotify.stop()

@@ -286,6 +286,15 @@ public func sms_store_end_turn(_ store: UnsafeMutableRawPointer?) {
     borrow(store, as: SessionStore.self) { $0.endTurn() }
 }
 
+/// 1 with `warning` written when the worker has something new to warn of.
+@_cdecl("sms_store_warning")
+public func sms_store_warning(_ store: UnsafeMutableRawPointer?, _ warning: UnsafeMutablePointer<CChar>?,
+                              _ len: Int) -> Int32 {
+    guard let why = object(store, as: SessionStore.self)?.takeWarning() else { return 0 }
+    copy(why, to: warning, len)
+    return 1
+}
+
 @_cdecl("sms_sweep_step")
 public func sms_sweep_step(_ store: UnsafeMutableRawPointer?) -> UInt64 {
     object(store, as: SessionStore.self)?.sweepStep() ?? 60_000

@@ -117,20 +117,32 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(slots.reduce(0, +) - 60_007_000, 2 + 1 + 1 + 1 + 1 + 1 + 2)
     }
 
-    /// A gauge: added to by a worker without its cache, taken back when it
-    /// exits or gets one.
-    func testUncachedWorkersAreAGauge() {
+    /// A gauge: a worker without its cache holds a slot with its pid until
+    /// it exits or gets one; a dead pid (a worker killed by a signal) is
+    /// not counted, and its slot is taken again.
+    func testUncachedWorkersAreAGaugeOfLivePids() throws {
+        let child = fork()
+        if child == 0 { _exit(0) }
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(child, &status, 0), child)
         var slots = [Int64](repeating: 0, count: Metrics.slots)
+        var snapshot: [Int64] = []
         slots.withUnsafeMutableBufferPointer { buf in
             Metrics.attach(buf.baseAddress)
-            Metrics.workerUncached(1)
-            Metrics.workerUncached(1)
-            Metrics.workerUncached(-1)
-            Metrics.attach(nil)
+            defer { Metrics.attach(nil) }
+            Metrics.workerUncached(true, pid: Int64(child))   // then killed: its slot stays
+            XCTAssertEqual(buf[Metrics.uncachedPidBase], Int64(child))
+            Metrics.workerUncached(true)
+            Metrics.workerUncached(true)                      // once per worker
+            XCTAssertEqual(buf[Metrics.uncachedPidBase], Int64(getpid()))  // the dead pid's slot, taken again
+            Metrics.workerUncached(true, pid: 1)              // another live process
+            snapshot = Metrics.snapshot(buf.baseAddress!, count: Metrics.slots)
+            Metrics.workerUncached(false)
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
         }
-        XCTAssertEqual(slots[Metrics.uncachedSlot], 1)
-        let text = PrometheusText.write(StatusSnapshot(counters: slots, live: 0, version: "1"))
-        XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 1\n"), text)
+        XCTAssertEqual(snapshot[Metrics.uncachedSlot], 2)
+        let text = PrometheusText.write(StatusSnapshot(counters: snapshot, live: 0, version: "1"))
+        XCTAssertTrue(text.contains("sagemaker_sessions_workers_uncached 2\n"), text)
     }
 
     /// The close of an expired engine session has its own row.
@@ -154,7 +166,8 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Metrics.histogramSlot(.close) + Metrics.histogramSlots, Metrics.codeSlot(.expire, status: 0))
         XCTAssertEqual(Metrics.codeSlot(.expire, status: 599) + 1, Metrics.histogramSlot(.expire))
         XCTAssertEqual(Metrics.histogramSlot(.expire) + Metrics.histogramSlots, Metrics.uncachedSlot)
-        XCTAssertEqual(Metrics.uncachedSlot + 1, Metrics.slots)
+        XCTAssertEqual(Metrics.uncachedSlot + 1, Metrics.uncachedPidBase)
+        XCTAssertEqual(Metrics.uncachedPidBase + Metrics.uncachedPidSlots, Metrics.slots)
     }
 }
 

@@ -192,6 +192,57 @@ final class SessionCacheTests: TempDirectoryTestCase {
         let watches = Inotify.Failure(call: "inotify_add_watch(\"/x\")", error: SystemError(ENOSPC)).description
         XCTAssertTrue(watches.contains("fs.inotify.max_user_watches (now \(Inotify.currentLimit("max_user_watches") ?? "")"), watches)
     }
+
+    /// A session's watch out of fs.inotify.max_user_watches: the worker is
+    /// counted uncached until a later watch is had, and says so once.
+    func testASessionWatchOutOfWatchesIsCountedUntilOneIsHad() {
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        let inotify = Inotify()
+        var warnings: [String] = []
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            defer { Metrics.attach(nil) }
+            inotify.start(perTurn: false)
+            XCTAssertNil(inotify.takeWarning())
+            inotify.sessionWatchFailed("/s/a", SystemError(ENOSPC))
+            inotify.sessionWatchFailed("/s/b", SystemError(ENOSPC))
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
+            while let w = inotify.takeWarning() { warnings.append(w) }
+            inotify.sessionWatched()
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
+            inotify.sessionWatchFailed("/s/c", SystemError(ENOSPC))  // counted again, not told again
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
+            XCTAssertNil(inotify.takeWarning())
+            inotify.stop()
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
+            inotify.sessionWatched()  // after the exit: nothing moves
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
+        }
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(warnings[0].contains("inotify_add_watch(\"/s/a\") failed (\(ENOSPC): "), warnings[0])
+        XCTAssertTrue(warnings[0].contains("for the sessions it cannot watch"), warnings[0])
+        XCTAssertTrue(warnings[0].contains("fs.inotify.max_user_watches (now "), warnings[0])
+    }
+
+    /// A sessions directory's watch that fails, then is had: counted, then not.
+    func testARootWatchHadLaterUncountsTheWorker() {
+        var slots = [Int64](repeating: 0, count: Metrics.slots)
+        let inotify = Inotify()
+        slots.withUnsafeMutableBufferPointer { buf in
+            Metrics.attach(buf.baseAddress)
+            defer { Metrics.attach(nil) }
+            inotify.start(perTurn: false)
+            inotify.watchFailed("/root", SystemError(ENOSPC))
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)
+            XCTAssertNil(inotify.takeWarning())  // the first failure: startWorker's to tell
+            inotify.sessionWatchFailed("/root/x", SystemError(ENOSPC))  // the same limit: told already
+            XCTAssertNil(inotify.takeWarning())
+            inotify.sessionWatched()
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 1)  // the root still unwatched
+            inotify.watched("/root")
+            XCTAssertEqual(Metrics.uncachedWorkers(Array(buf)), 0)
+        }
+    }
 }
 
 extension SessionCache where Key == SessionKey {

@@ -9,6 +9,7 @@ has all of its instances left."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -20,6 +21,14 @@ from test_status import STATUS, scrape, value
 
 LIMIT_FILE = "/proc/sys/fs/inotify/max_user_instances"
 EXTRA = 4
+
+
+def instances_of_pid(pid):
+    """inotify instances open in process `pid`."""
+    try:
+        return sum("inotify" in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
 
 def instances_of(uid):
@@ -87,6 +96,20 @@ def test_workers_past_the_inotify_limit_say_so_and_answer_right(fresh_user, star
     assert instances_of(uid) == limit
     assert gauge(ngx) == EXTRA
 
+    # a worker without an instance killed by a signal cannot take its count
+    # back: the gauge counts live workers only, and the one nginx starts in
+    # its place (no instance left for it either) is counted once
+    uncached = [p for p in ngx.worker_pids() if instances_of_pid(p) == 0]
+    assert len(uncached) == EXTRA, uncached
+    ngx.killed.add(uncached[0])
+    os.kill(uncached[0], signal.SIGKILL)
+    wait_for(lambda: uncached[0] not in ngx.worker_pids() and len(ngx.worker_pids()) == workers
+             and len(warnings(ngx)) == EXTRA + 1, "nginx started a worker in its place")
+    assert gauge(ngx) == EXTRA
+    assert instances_of(uid) == limit
+    killed = ngx.crashes()
+    assert len(killed) == 1 and f"{uncached[0]} exited on signal 9" in killed[0], killed
+
     # every answer right, whichever worker takes it (a new connection each)
     sid = new_session(ngx)
     for i in range(60):
@@ -121,4 +144,4 @@ def test_workers_past_the_inotify_limit_say_so_and_answer_right(fresh_user, star
 
     wait_for(recovered, "the gauge back to 0", seconds=20)
     assert instances_of(uid) == 2
-    assert not ngx.crashes()
+    assert ngx.crashes() == killed
