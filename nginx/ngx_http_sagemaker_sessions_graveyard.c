@@ -23,6 +23,11 @@
 #define NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD  ".graveyard"
 #define NGX_HTTP_SAGEMAKER_SESSIONS_DEPTH      8
 
+/* "." and "..": the entries readdir() gives that are not to be removed */
+#define ngx_http_sagemaker_sessions_dots(name)                                \
+    ((name)[0] == '.'                                                          \
+     && ((name)[1] == '\0' || ((name)[1] == '.' && (name)[2] == '\0')))
+
 /*
  * The thread deletes in bursts of this many nanoseconds, then sleeps a
  * millisecond: on a core it shares with the workers it takes about a tenth
@@ -100,10 +105,7 @@ ngx_http_sagemaker_sessions_remove_in(int fd, ngx_uint_t depth)
     }
 
     while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] == '.'
-            && (de->d_name[1] == '\0'
-                || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
-        {
+        if (ngx_http_sagemaker_sessions_dots(de->d_name)) {
             continue;
         }
 
@@ -159,10 +161,7 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
     }
 
     while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] == '.'
-            && (de->d_name[1] == '\0'
-                || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
-        {
+        if (ngx_http_sagemaker_sessions_dots(de->d_name)) {
             continue;
         }
 

@@ -49,6 +49,29 @@ def error_log_args(directory):
     return []
 
 
+def shipped_conf(conf, what, directory, port, upstreams, extra=()):
+    """A config shipped in nginx/ (or the README) with only mechanical changes:
+    this module, in the foreground, logs and paths in `directory`, two workers,
+    `port`; `upstreams` maps each `server` line's shipped port to this test's;
+    `extra`: more (pattern, replacement) pairs. Each change must match once, so an edit to the shipped text shows here."""
+    subs = [
+        (r"(load_module \S+;|include /etc/nginx/modules-enabled/\*\.conf;[^\n]*)",
+         f"load_module {MODULE};\ndaemon off;"),
+        (r"error_log \S+ notice;", f"error_log {directory}/error.log info;"),
+        (r"pid \S+;", f"pid {directory}/nginx.pid;"),
+        (r"worker_processes auto;", "worker_processes 2;"),
+        (r"listen 8080;", f"listen 127.0.0.1:{port};"),
+        (r"http \{\n", "http {\n" + "".join(
+            f"    {name}_temp_path {directory}/{name};\n"
+            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))),
+    ] + [(rf"server 127\.0\.0\.1:{shipped};", f"server 127.0.0.1:{ours};")
+         for shipped, ours in upstreams.items()] + list(extra)
+    for pattern, replacement in subs:
+        conf, n = re.subn(pattern, lambda m: replacement, conf)
+        assert n == 1, f"{what} changed: {pattern!r} matched {n} times"
+    return conf
+
+
 SESSION = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION = "X-Amzn-SageMaker-Closed-Session-Id"

@@ -15,8 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Engine, Nginx,
-                     free_port, workdir)
+from harness import (CLOSED_SESSION, NEW_SESSION, ROOT, SESSION, Engine, Nginx,
+                     free_port, shipped_conf, workdir)
 from asgi import call_asgi
 from replicas import sglang_validation_error
 
@@ -122,21 +122,7 @@ def sglang_conf(directory, port, sglang_port):
     """nginx/sglang.conf with only mechanical changes: paths, ports, foreground."""
     with open(CONF) as f:
         conf = f.read()
-    subs = [
-        (r"load_module \S+;", f"load_module {MODULE};\ndaemon off;"),
-        (r"error_log \S+ notice;", f"error_log {directory}/error.log info;"),
-        (r"pid \S+;", f"pid {directory}/nginx.pid;"),
-        (r"worker_processes auto;", "worker_processes 2;"),
-        (r"server 127\.0\.0\.1:30000;", f"server 127.0.0.1:{sglang_port};"),
-        (r"listen 8080;", f"listen 127.0.0.1:{port};"),
-        (r"http \{\n", "http {\n" + "".join(
-            f"    {name}_temp_path {directory}/{name};\n"
-            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))),
-    ]
-    for pattern, replacement in subs:
-        conf, n = re.subn(pattern, lambda m: replacement, conf)
-        assert n == 1, f"nginx/sglang.conf changed: {pattern!r} matched {n} times"
-    return conf
+    return shipped_conf(conf, "nginx/sglang.conf", directory, port, {30000: sglang_port})
 
 
 @pytest.fixture

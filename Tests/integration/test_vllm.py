@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from harness import (CLOSED_SESSION, MODULE, NEW_SESSION, ROOT, SESSION, Nginx, close_session,
-                     free_port, new_session, workdir)
+from harness import (CLOSED_SESSION, NEW_SESSION, ROOT, SESSION, Nginx, close_session,
+                     free_port, new_session, shipped_conf, workdir)
 from vllm_stub import VLLM, vllm_answer
 
 VLLM_REFUSAL = ("Invalid payload. stateful sessions not enabled, "
@@ -122,25 +122,9 @@ def example_conf():
 
 
 def runnable(conf, directory, port, engine_port):
-    """Only mechanical changes: module path, foreground, paths, ports."""
-    subs = [
-        (r"(load_module \S+;|include /etc/nginx/modules-enabled/\*\.conf;[^\n]*)",
-         f"load_module {MODULE};\ndaemon off;"),
-        (r"error_log \S+ notice;", f"error_log {directory}/error.log info;"),
-        (r"pid \S+;", f"pid {directory}/nginx.pid;"),
-        (r"worker_processes auto;", "worker_processes 2;"),
+    return shipped_conf(conf, "the shipped config", directory, port, {8081: engine_port}, extra=[
         (r"sagemaker_sessions_path /dev/shm/sagemaker_sessions;",
-         f"sagemaker_sessions_path {directory}/sessions;"),
-        (r"server 127\.0\.0\.1:8081;", f"server 127.0.0.1:{engine_port};"),
-        (r"listen 8080;", f"listen 127.0.0.1:{port};"),
-        (r"http \{\n", "http {\n" + "".join(
-            f"    {name}_temp_path {directory}/{name};\n"
-            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))),
-    ]
-    for pattern, replacement in subs:
-        conf, n = re.subn(pattern, lambda m: replacement, conf)
-        assert n == 1, f"the shipped config changed: {pattern!r} matched {n} times"
-    return conf
+         f"sagemaker_sessions_path {directory}/sessions;")])
 
 
 @pytest.fixture
