@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from harness import MODULE, Engine, Nginx, remove_workdirs, sanitizer_reports
+from replicas import KIND, Front, Replicas
 
 
 def pytest_sessionstart(session):
@@ -68,3 +69,26 @@ def start_nginx(engine):
 def ngx(start_nginx):
     """The default: sessions on, a manager location without body injection."""
     return start_nginx()
+
+
+@pytest.fixture
+def cluster():
+    """cluster(n, mode, **conf) -> (Replicas, Front), nginx not started yet.
+    mode "engine": SGLang replicas, engine-owned sessions; "builtin": plain
+    replicas, built-in sessions. Everything is stopped after the test, which
+    fails if a worker died on a signal."""
+    made = []
+
+    def make(n=3, mode="engine", **conf):
+        reps = Replicas(n, KIND[mode])
+        front = Front(reps, mode, **conf)
+        made.append((reps, front))
+        return reps, front
+
+    yield make
+    crashed = []
+    for reps, front in made:
+        crashed += front.stop()
+        reps.stop()
+        shutil.rmtree(front.dir, ignore_errors=True)
+    assert not crashed, crashed

@@ -53,6 +53,9 @@ VLLM_REFUSAL = ("Invalid payload. stateful sessions not enabled, "
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
+# the replicas a Front is put in front of, by its session mode
+KIND = {"engine": "sglang", "builtin": "plain"}
+
 def sglang_validation_error(errors):
     """SGLang's answer to a request its pydantic types refuse: not FastAPI's
     422 but a 400 with an OpenAI-style ErrorResponse, in every version from

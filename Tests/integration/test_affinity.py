@@ -13,7 +13,6 @@ import concurrent.futures
 import datetime
 import os
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -23,37 +22,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import CLOSED_SESSION, NEW_SESSION, SESSION, assert_emerg, detail
-from replicas import (HEX32, Front, Replicas, log_lines_since, read_expiration, read_home,
+from replicas import (HEX32, log_lines_since, read_expiration, read_home,
                       session_dir)
 
 EXPIRES = re.compile(r"^Expires=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 JSON = {"Content-Type": "application/json"}
-KIND = {"engine": "sglang", "builtin": "plain"}
 THREADS = 8
-
-
-@pytest.fixture
-def cluster():
-    """cluster(n, mode, **conf) -> (Replicas, Front), nginx not started yet.
-    mode "engine": SGLang replicas, engine-owned sessions; "builtin": plain
-    replicas, built-in sessions. Everything is stopped after the test, which
-    fails if a worker died on a signal."""
-    made = []
-
-    def make(n=3, mode="engine", **conf):
-        reps = Replicas(n, KIND[mode])
-        front = Front(reps, mode, **conf)
-        made.append((reps, front))
-        return reps, front
-
-    yield make
-    crashed = []
-    for reps, front in made:
-        crashed += front.stop()
-        reps.stop()
-        shutil.rmtree(front.dir, ignore_errors=True)
-    assert not crashed, crashed
 
 
 def pmap(fn, items, threads=THREADS):

@@ -18,27 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import SESSION, detail
-from replicas import Front, Replicas, log_lines_since, read_expiration, session_dir
+from replicas import log_lines_since, read_expiration, session_dir
 
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def cluster():
-    made = []
-
-    def make(workers):
-        reps = Replicas(3, "sglang")
-        front = Front(reps, "engine", expiration="2s", workers=workers)
-        made.append((reps, front))
-        return reps, front
-
-    yield make
-    crashed = []
-    for reps, front in made:
-        crashed += front.stop()
-        reps.stop()
-    assert not crashed, crashed
 
 
 def create(front, reps):
@@ -85,7 +67,7 @@ def closes(reps, sid):
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("request_type", ["invocation", "close"])
 def test_a_request_finding_an_engine_session_expired_closes_it_once_at_its_home(cluster, workers, request_type):
-    reps, front = cluster(workers)
+    reps, front = cluster(expiration="2s", workers=workers)
     front.start()
     body = {"text": "hi"} if request_type == "invocation" else {"requestType": "CLOSE"}
     found = []
@@ -112,7 +94,7 @@ def test_a_request_finding_an_engine_session_expired_closes_it_once_at_its_home(
 
 
 def test_a_down_home_is_counted_and_warned_and_the_client_still_gets_expired(cluster):
-    reps, front = cluster(2)
+    reps, front = cluster(expiration="2s", workers=2)
     front.start()
     for _ in range(4):
         sid, home = create(front, reps)
