@@ -39,6 +39,14 @@ def nginx_version(binary=NGINX):
 NGINX_VERSION = nginx_version()
 
 
+def connect_target(path="/invocations"):
+    """The request target of a CONNECT that nginx parses as a request. Before
+    1.29.3 that is a path, as for any method; from 1.29.3 nginx parses
+    CONNECT's own authority-form (host:port, RFC 9110 9.3.6) and refuses a
+    path in a CONNECT's request line as invalid (400) before any module runs."""
+    return path if NGINX_VERSION < (1, 29, 3) else "127.0.0.1:443"
+
+
 def error_log_args(directory):
     """`-e DIR/error.log`, where nginx logs before it has read its configuration.
     Only nginx 1.19.5 and newer have -e; an older one logs to its default,

@@ -26,7 +26,7 @@ import time
 import pytest
 
 from harness import (detail, CLOSE_URI, CLOSED_SESSION, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION,
-                     SESSION, Reply, Response, chunked, close_session, new_session, workdir)
+                     SESSION, Reply, Response, chunked, close_session, connect_target, new_session, workdir)
 
 MiB = 1024 * 1024
 NOT_AN_OBJECT = 'Bad request: the body must be a JSON object to carry the session id at "session_id"'
@@ -1041,7 +1041,8 @@ def test_every_http_method(start_nginx, engine, mode):
         assert r.status == 200, r
         assert r.header(NEW_SESSION) and r.body == b""
     for method in ("TRACE", "CONNECT"):
-        r = ngx.request(b"", {SESSION: sid or "x"}, method=method)
+        r = ngx.request(b"", {SESSION: sid or "x"}, method=method,
+                        path=connect_target() if method == "CONNECT" else "/invocations")
         assert r.status == 405, (method, r)
     assert_logged(ngx, "info", "client sent TRACE method")
     if mode == "engine":

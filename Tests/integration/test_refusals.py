@@ -2,7 +2,9 @@
 to a module location (issue 23): a request with both Content-Length and
 Transfer-Encoding (400) and CONNECT / TRACE (405). The module refuses them
 itself, so a session location answers them the same on every nginx: no
-session made or checked, nothing sent to the engine. Here (nginx 1.22.1)
+session made or checked, nothing sent to the engine. (From 1.29.3, nginx
+parses CONNECT's own request target, host:port, and refuses a path there as
+an invalid request: see connect_target.) Here (nginx 1.22.1)
 the core answers first; against 1.18.0 (Tests/versions) the module does,
 with its JSON detail and, for 405, an Allow header."""
 
@@ -11,7 +13,7 @@ import os
 import pytest
 
 from harness import (CLOSE_URI, CREATE_URI, HANDLER_LOCATIONS, HANDLERS, NEW_SESSION, SESSION, Reply,
-                     new_session)
+                     connect_target, new_session)
 from test_hostile import Conn, http
 
 STATUS = "location = /status { sagemaker_sessions_status; }"
@@ -73,8 +75,9 @@ def test_connect_and_trace_are_405(start_nginx, engine, mode, method):
     before = sorted(os.listdir(ngx.sessions_path))
     n = engine.count()
     for path, extra in (("/invocations", []), ("/invocations", [(SESSION, sid)]), ("/status", [])):
-        r = send(ngx, http(method, b"", path=path, headers=extra))
-        assert r is not None and r.status == 405, (method, path, r)
+        target = connect_target(path) if method == "CONNECT" else path
+        r = send(ngx, http(method, b"", path=target, headers=extra))
+        assert r is not None and r.status == 405, (method, target, r)
         if module_answered(r):
             assert r.json() == {"detail": f"Method Not Allowed: {method}"}, r
             assert r.header("Allow") == ALLOW, r
@@ -84,3 +87,20 @@ def test_connect_and_trace_are_405(start_nginx, engine, mode, method):
     # an ordinary invocation of the session afterwards
     r = ngx.request({"p": 1}, {SESSION: sid})
     assert r.status == 200, r
+
+
+@pytest.mark.parametrize("mode", ["builtin", "engine"])
+def test_a_connect_this_nginx_cannot_parse_is_400(start_nginx, engine, mode):
+    """The other CONNECT request line (a host:port before nginx 1.29.3, a path
+    from 1.29.3, see connect_target) is refused by nginx's parser as invalid:
+    400, before any location or module, nothing made, nothing sent."""
+    ngx = start(start_nginx, engine, mode)
+    sid = new_session(ngx) if mode == "builtin" else "eng-1"
+    before = sorted(os.listdir(ngx.sessions_path))
+    n = engine.count()
+    other = "127.0.0.1:443" if connect_target() == "/invocations" else "/invocations"
+    r = send(ngx, http("CONNECT", b"", path=other, headers=[(SESSION, sid)]))
+    assert r is not None and r.status == 400 and not module_answered(r), r
+    assert "client sent invalid request" in ngx.error_log
+    assert engine.count() == n
+    assert sorted(os.listdir(ngx.sessions_path)) == before
