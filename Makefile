@@ -5,9 +5,10 @@
 #   make test     Swift unit tests, integration tests against real nginx, then
 #                 the Debian package built and checked (make packaging), then
 #                 Debian 13's package and nginx 1.30.6 in a trixie root (make trixie),
-#                 the suite against nginx 1.18.0 and 1.26.3 (make versions), then make dist
+#                 the suite against nginx 1.18.0, 1.26.3 and 1.30.6 (make versions), then make dist
 #   make versions the integration suite against nginx 1.18.0 and 1.26.3 built from
-#                 their released source, with and without the NDK (Tests/versions)
+#                 their released source, with and without the NDK (Tests/versions),
+#                 and against unstable's nginx 1.30.6 in the trixie root (make versions-sid)
 #   make dist     dist/: the module for nginx 1.18.0, 1.22.1, 1.26.3 and 1.30.6,
 #                 with SHA256SUMS, each checked to load only into its own nginx
 #   make asan     the integration tests against the module built with
@@ -311,6 +312,34 @@ $(SID_SO): $(SID)/.unpacked $(SWIFT_LIB) $(SHIM_SOURCES)
 	$(MAKE) BUILD=$(BUILD)/nginx-$(SID_NGINX_VERSION) NGINX_SRC=$(SID)/root/usr/share/nginx/src build \
 	    || { echo "error: the module does not build against nginx $(SID_NGINX_VERSION)" >&2; exit 1; }
 
+SID_NONDK_SO   := $(BUILD)/nginx-$(SID_NGINX_VERSION)/nondk/$(MODULE).so
+$(SID_NONDK_SO): $(SID)/.unpacked $(SWIFT_LIB) $(SHIM_SOURCES)
+	$(MAKE) BUILD=$(BUILD)/nginx-$(SID_NGINX_VERSION)/nondk NGINX_SRC=$(SID)/root/usr/share/nginx/src NDK_SRC=none build \
+	    || { echo "error: the module does not build against nginx $(SID_NGINX_VERSION) without NDK" >&2; exit 1; }
+
+# `make versions-sid`: the whole integration suite against unstable's nginx
+# 1.30.6 with its NDK, inside the trixie root (that nginx needs OpenSSL 3.5).
+# Python and the test packages are installed in the root; pip there trusts
+# the CA bundle this machine's pip does.
+SID_CA         := $(firstword $(wildcard $(PIP_CERT) /etc/ssl/certs/ca-certificates.crt))
+SID_SUITE_ENV  := SMS_NGINX=$(SID)/root/usr/sbin/nginx \
+                  SMS_NDK_MODULE=$(SID)/root/usr/lib/nginx/modules/ndk_http_module.so \
+                  SMS_MODULE=$(SID_SO) SMS_NONDK_MODULE=$(SID_NONDK_SO) SMS_REQUIRE_NONDK=1
+
+.PHONY: versions-sid
+versions-sid: $(SID_SO) $(SID_NONDK_SO)
+	$(ROOT_SH) trixie install python3 python3-pip nginx libjansson4
+	mkdir -p $(SID)/pip
+	$(if $(SID_CA),cp -L $(SID_CA) $(SID)/pip/ca.crt,rm -f $(SID)/pip/ca.crt)
+	SMS_ROOT_BIND="$(SID)" $(ROOT_SH) trixie run sh -ec ' \
+	    python3 -c "import pytest, model_hosting_container_standards, prometheus_client, boto3" 2>/dev/null || \
+	    python3 -m pip install -q --break-system-packages --root-user-action=ignore \
+	        $$( [ -f $(SID)/pip/ca.crt ] && echo --cert $(SID)/pip/ca.crt ) $(PIP_PACKAGES)'
+	@echo "== the integration suite against nginx $(SID_NGINX_VERSION) (Debian unstable's, in the trixie root)"
+	SMS_ROOT_BIND="$(CURDIR) $(if $(filter $(CURDIR)/%,$(BUILD)),,$(BUILD))" $(ROOT_SH) trixie run sh -ec \
+	    'cd $(CURDIR) && $(SID_SUITE_ENV) python3 -m pytest -q -rs Tests/integration' \
+	    || { echo "error: the integration suite failed against nginx $(SID_NGINX_VERSION)" >&2; exit 1; }
+
 # `make trixie`: in the trixie root, Debian 13's package next to its stock
 # nginx 1.26.3, and unstable's nginx 1.30.6 with the module built for it
 .PHONY: trixie
@@ -350,6 +379,7 @@ versions: $(SWIFT_LIB) pip-deps | versions-apt-deps
 	    PYTHON=$(PYTHON) $(VERSIONS_DIR)/suite.sh $$v || failed="$$failed $$v"; \
 	    PYTHON=$(PYTHON) $(VERSIONS_DIR)/suite.sh $$v no-ndk || failed="$$failed $$v(no-ndk)"; \
 	done; \
+	$(MAKE) --no-print-directory versions-sid || failed="$$failed $(SID_NGINX_VERSION)"; \
 	if [ -n "$$failed" ]; then echo "error: the integration suite failed against nginx$$failed" >&2; exit 1; fi
 
 # `make dist`: the module for every nginx version reachable from Debian's
