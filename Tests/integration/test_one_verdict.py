@@ -4,7 +4,8 @@ reader found is what every later reader of the request finds.
 
 By reader: set_sagemaker_session_value in the rewrite phase, session
 affinity's balancer, both, the status variables (a map evaluated before the
-manager, add_header after it, the status page), the worker's cache (every
+manager, add_header after it, the status page), alone and after a value
+read (which makes the request's context early), the worker's cache (every
 session seen once before it changes), and the manager alone (never seen).
 Each meets a session that expired, one closed, and one removed behind
 nginx's back (rmtree). An expired session answers `session expired`,
@@ -41,6 +42,7 @@ READERS = {
     "affinity": ("", True, "both"),
     "value+affinity": (VALUE, True, "both"),
     "status": (STATUS_VARS, False, "both"),
+    "value+status": (VALUE + " " + STATUS_VARS, False, "both"),
     "cache": ("", False, "warm"),
     "manager": ("", False, "cold"),
 }
@@ -101,7 +103,7 @@ def test_every_reader_before_the_manager_sees_one_verdict(start_nginx, engine, r
     assert r.status == 200, r
     if "set_sagemaker_session_value" in lines:
         assert r.header("X-Tenant") == "t-live", r
-    if reader == "status":
+    if "status" in reader:
         assert (r.header("X-Early"), r.header("X-Outcome"), r.header("X-Session")) == ("none", "valid", live), r
 
     # (tag, session, what the manager answers); "warm" ones were answered
@@ -129,7 +131,7 @@ def test_every_reader_before_the_manager_sees_one_verdict(start_nginx, engine, r
         r = ask(tag, sid)
         assert r.status == 400 and detail(r) == f"Bad request: session {verdict}: {sid}", (tag, r)
         assert r.header("X-Tenant") is None, (tag, r)
-        if reader == "status":
+        if "status" in reader:
             word = "expired" if verdict == "expired" else "not_found"
             assert (r.header("X-Early"), r.header("X-Outcome"), r.header("X-Session")) == ("none", word, sid), (tag, r)
         if verdict == "expired":
