@@ -13,8 +13,8 @@ counts as rejected{reason="expired"}, logs `expired`, and is counted once
 in expired_total; a closed or removed one is `not found` everywhere.
 
 The races: a request held between the rewrite phase and the manager
-(`auth_request` to a gate the test opens) while the session expires, or is
-removed, keeps the verdict its value read found."""
+(`auth_request` to a gate the test opens) while the session expires, is
+removed or is closed, keeps the verdict its value read found."""
 
 import os
 import shutil
@@ -184,8 +184,8 @@ def held(ngx, path, gate, sid, tag, meanwhile):
     gate.armed = True
     t.start()
     assert gate.reached.wait(15), "the request did not reach the gate"
+    gate.armed = False   # held until opened; others (a CLOSE meanwhile) pass
     meanwhile()
-    gate.armed = False
     gate.opened.set()
     t.join(30)
     gate.reached.clear()
@@ -213,6 +213,12 @@ def test_a_request_keeps_the_verdict_its_value_read_found(start_nginx, engine, a
     r = held(ngx, path, gate, removed, "removed-meanwhile", lambda: remove_behind(ngx, removed))
     assert r.status == 200 and r.header("X-Tenant") == "t-2", r
 
+    # valid when its value was read; closed by another client meanwhile
+    closed = with_tenant(ngx, new_session(ngx), "t-3")
+    r = held(ngx, path, gate, closed, "closed-meanwhile", lambda: close_session(ngx, closed))
+    assert r.status == 200 and r.header("X-Tenant") == "t-3", r
+    assert not os.path.exists(os.path.join(ngx.sessions_path, closed))
+
     # expired when its value was read; removed by another process meanwhile:
     # still expired, and counted by nobody (nginx removed nothing)
     gone = expired_session(ngx)
@@ -220,9 +226,9 @@ def test_a_request_keeps_the_verdict_its_value_read_found(start_nginx, engine, a
     assert r.status == 400 and detail(r) == f"Bad request: session expired: {gone}", r
     assert r.header("X-Tenant") is None, r
 
-    lines = logged(ngx, "expires-meanwhile", "next", "removed-meanwhile", "expired-then-removed")
+    lines = logged(ngx, "expires-meanwhile", "next", "removed-meanwhile", "closed-meanwhile", "expired-then-removed")
     assert {t: lines[t]["outcome"] for t in lines} == {
-        "expires-meanwhile": "valid", "next": "expired", "removed-meanwhile": "valid",
+        "expires-meanwhile": "valid", "next": "expired", "removed-meanwhile": "valid", "closed-meanwhile": "valid",
         "expired-then-removed": "expired"}
     after, _ = scrape(ngx)
 
