@@ -9,6 +9,12 @@ replicas (same URI, on a second port of the same worker), counters zeroed
 before and dumped after each run; a row is the median over REPEATS of the
 module's instructions per request minus plain's.
 
+`CALLGRIND_ONLY=sessions`: the three session paths alone (no status
+front, no bodies), as when a change to the session lookup is measured;
+`CALLGRIND_KEEP=dir` keeps the dumps, whose `sms_decide` inclusive count
+per call (`callgrind_annotate --inclusive=yes --tree=caller`) is the
+core's own cost, without wrk's batch to batch spread.
+
 Paths: a valid built-in session without affinity (`upstream replicas_rr`), a
 built-in session and an engine-owned session with `sagemaker_session_affinity`,
 and the valid session again with a `sagemaker_sessions_status` location (its
@@ -213,20 +219,24 @@ def main():
     if os.environ.get("CALLGRIND_ONLY") == "bodies":
         print_bodies(run(status=False, bodies=True))
         return
+    sessions_only = os.environ.get("CALLGRIND_ONLY") == "sessions"
     plain = run(status=False)
-    counted = run(status=True)
+    counted = None if sessions_only else run(status=True)
     median = statistics.median
     runs = [
         ("valid built-in session, no affinity", plain["/valid"]),
         ("built-in session with affinity", plain["/invocations"]),
         ("engine-owned session with affinity", plain["/generate"]),
-        ("valid session, with a status location (counters)", counted["/valid"]),
     ]
+    if counted:
+        runs.append(("valid session, with a status location (counters)", counted["/valid"]))
     rows = [(name, median(values)) for name, values in runs]
     print(f"instructions a request over plain round robin of the same request (callgrind, median of {REPEATS}):")
     for (name, value), (_, values) in zip(rows, runs):
         print(f"  {name:<52} {value:>7,.0f}   ({', '.join(f'{v:,.0f}' for v in values)})")
     print(f"  {'affinity, built-in, over the module without it':<52} {rows[1][1] - rows[0][1]:>+7,.0f}")
+    if sessions_only:   # CALLGRIND_ONLY=sessions: the three session paths, nothing else
+        return
     print(f"  {'the status counters, over the module without them':<52} {rows[3][1] - rows[0][1]:>+7,.0f}")
     print_bodies(run(status=False, bodies=True))
 

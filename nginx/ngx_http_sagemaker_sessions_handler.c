@@ -46,7 +46,7 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
 
-    if (ctx) {
+    if (ctx && ctx->managed) {
 
         if (ctx->call) {
             /* woken when the engine's answer is in */
@@ -68,12 +68,14 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
         return ctx->status;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sagemaker_sessions_ctx_t));
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_http_sagemaker_sessions_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
-    ngx_http_set_ctx(r, ctx, ngx_http_sagemaker_sessions_module);
+    ctx->managed = 1;
 
     rc = ngx_http_sagemaker_sessions_screen(r);
 
@@ -112,6 +114,33 @@ ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r)
 
     ngx_http_finalize_request(r, NGX_DONE);
     return NGX_DONE;
+}
+
+
+/*
+ * The main request's context, made by whichever of the module's readers
+ * comes first (a session value read in the rewrite phase, or the manager):
+ * the request's verdict on its session lives there. NULL: out of memory.
+ */
+
+ngx_http_sagemaker_sessions_ctx_t *
+ngx_http_sagemaker_sessions_ctx(ngx_http_request_t *r)
+{
+    ngx_http_sagemaker_sessions_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_sagemaker_sessions_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->main->pool,
+                          sizeof(ngx_http_sagemaker_sessions_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r->main, ctx, ngx_http_sagemaker_sessions_module);
+    }
+
+    return ctx;
 }
 
 
@@ -163,7 +192,10 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sagemaker_sessions_module);
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
+
     ngx_http_sagemaker_sessions_request(r, &req);
+    req.verdict = &ctx->verdict;
 
     if (preread) {
         body.data = r->header_in->pos;
@@ -190,7 +222,6 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
 
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
     ctx->outcome = d.outcome;
     ctx->session_id.data = (u_char *) d.session_id.data;
     ctx->session_id.len = d.session_id.len;
@@ -209,8 +240,6 @@ ngx_http_sagemaker_sessions_process(ngx_http_request_t *r, ngx_uint_t preread)
     case SMS_CALL_CREATE:
     case SMS_CALL_CLOSE:
     case SMS_CALL_EXPIRE:
-        ctx = ngx_http_get_module_ctx(r, ngx_http_sagemaker_sessions_module);
-
         if (ngx_http_sagemaker_sessions_call_engine(r, ctx, &d) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

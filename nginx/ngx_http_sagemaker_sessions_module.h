@@ -81,8 +81,14 @@ typedef struct {
 } ngx_http_sagemaker_sessions_loc_conf_t;
 
 
+/* the main request's, made by the first of the module's readers of the
+ * request (ngx_http_sagemaker_sessions_ctx()) */
 typedef struct {
     ngx_int_t                  status;
+
+    /* what the request's first reader found of its session, for every
+     * later one (the core's; one request, one verdict) */
+    sms_verdict_t              verdict;
 
     /* an engine session subrequest: SMS_CALL_CREATE or SMS_CALL_CLOSE */
     ngx_int_t                  call;
@@ -106,6 +112,7 @@ typedef struct {
     unsigned                   overflow:1;   /* more than capacity */
     unsigned                   unavailable:1;  /* its home did not answer */
     unsigned                   answered:1;
+    unsigned                   managed:1;    /* the manager's phase ran */
 
     /* for the variables (_variables.c), as the core decided */
     ngx_int_t                  outcome;
@@ -120,6 +127,8 @@ extern ngx_module_t  ngx_http_sagemaker_sessions_module;
 /* the request phase (_handler.c) */
 
 ngx_int_t ngx_http_sagemaker_sessions_handler(ngx_http_request_t *r);
+ngx_http_sagemaker_sessions_ctx_t *ngx_http_sagemaker_sessions_ctx(
+    ngx_http_request_t *r);
 ngx_int_t ngx_http_sagemaker_sessions_screen(ngx_http_request_t *r);
 ngx_int_t ngx_http_sagemaker_sessions_carry_out(ngx_http_request_t *r,
     sms_decision_t *d);

@@ -123,6 +123,7 @@ ngx_http_sagemaker_session_value_get(ngx_http_request_t *r, ngx_str_t *val,
     sms_str_t                                 name;
     sms_value_t                               out;
     sms_request_t                             req;
+    ngx_http_sagemaker_sessions_ctx_t        *ctx;
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
     val->len = 0;
@@ -140,12 +141,19 @@ ngx_http_sagemaker_session_value_get(ngx_http_request_t *r, ngx_str_t *val,
         return NGX_OK;
     }
 
+    /* the request's first look at its session, as a rule: what it finds
+     * is kept for the manager, which answers from it */
+    ctx = ngx_http_sagemaker_sessions_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
     name.data = file->data;
     name.len = file->len;
 
     ngx_memzero(&out, sizeof(sms_value_t));
 
-    if (sms_session_value(smcf->store, &req.session_id, &name,
+    if (sms_session_value(smcf->store, &req.session_id, &name, &ctx->verdict,
                           ngx_http_sagemaker_sessions_alloc, r->pool, &out)
         != 0)
     {

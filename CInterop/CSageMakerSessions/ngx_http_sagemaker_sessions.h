@@ -50,12 +50,24 @@ typedef struct {
 } sms_main_resolved_t;
 
 
+/*
+ * The request's verdict on its session (one request, one verdict): what
+ * its first reader found, which every later reader of the request finds
+ * too. Room in the request's context, zeroed with it; what it holds is the
+ * Swift core's (VerdictRoom), and the shim never reads it.
+ */
+typedef struct {
+    uint64_t                  room[8];
+} sms_verdict_t;
+
+
 /* what the shim knows of a request */
 typedef struct {
     sms_str_t                 session_id;        /* data NULL: no header */
     int                       session_ids;       /* how many such headers */
     const sms_str_t          *body;              /* the body, in pieces */
     size_t                    nbody;
+    sms_verdict_t            *verdict;           /* NULL: none kept */
 } sms_request_t;
 
 
@@ -294,10 +306,12 @@ typedef struct {
     sms_str_t                 log_message;
 } sms_value_t;
 
-/* the value under file in the session of session_id, when valid; out is
- * zeroed by the caller; returns 0, or -1 if out of memory */
+/* the value under file in the session of session_id, when valid by the
+ * request's verdict (kept there if this is its first look; NULL: none);
+ * out is zeroed by the caller; returns 0, or -1 if out of memory */
 int sms_session_value(void *store, const sms_str_t *session_id,
-    const sms_str_t *file, sms_alloc_pt alloc, void *pool, sms_value_t *out);
+    const sms_str_t *file, sms_verdict_t *verdict, sms_alloc_pt alloc,
+    void *pool, sms_value_t *out);
 
 
 #endif /* _NGX_HTTP_SAGEMAKER_SESSIONS_H_INCLUDED_ */

@@ -67,30 +67,39 @@ public struct SessionManager {
 
     /// - Parameters:
     ///   - sessionID: the session header's bytes, nil when there is none.
-    public func decide(sessionID: [UInt8]?, body: UnsafeRawBufferPointer, now: Double = WallClock.now()) -> Decision {
-        decide(sessionID: sessionID, body: RequestBody(body), now: now)
+    public func decide(sessionID: [UInt8]?, body: UnsafeRawBufferPointer, now: Double = WallClock.now(),
+                       verdict: VerdictRoom = .none) -> Decision {
+        decide(sessionID: sessionID, body: RequestBody(body), now: now, verdict: verdict)
     }
 
     /// - Parameters:
     ///   - repeatedHeader: the request has more than one session header;
     ///     which one is meant cannot be told, so a request that uses it is refused.
+    ///   - verdict: the request's (`VerdictRoom`): what a reader before the
+    ///     manager found of the session is what the manager answers from.
     public func decide(sessionID: [UInt8]?, body: RequestBody, repeatedHeader: Bool = false,
-                       now: Double = WallClock.now()) -> Decision {
-        guard let sessionID else { return decide(header: nil, body: body, repeatedHeader: repeatedHeader, now: now) }
-        return sessionID.withUnsafeBytes { decide(header: $0, body: body, repeatedHeader: repeatedHeader, now: now) }
+                       now: Double = WallClock.now(), verdict: VerdictRoom = .none) -> Decision {
+        guard let sessionID else {
+            return decide(header: nil, body: body, repeatedHeader: repeatedHeader, now: now, verdict: verdict)
+        }
+        return sessionID.withUnsafeBytes {
+            decide(header: $0, body: body, repeatedHeader: repeatedHeader, now: now, verdict: verdict)
+        }
     }
 
     /// The same with the header's bytes where nginx holds them.
     public func decide(header sessionID: UnsafeRawBufferPointer?, body: RequestBody, repeatedHeader: Bool = false,
-                       now: Double = WallClock.now()) -> Decision {
+                       now: Double = WallClock.now(), verdict: VerdictRoom = .none) -> Decision {
         do {
-            return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now)
+            return try route(sessionID: sessionID, body: body, repeatedHeader: repeatedHeader, now: now,
+                             verdict: verdict)
         } catch {
             return .answer(error.answer)
         }
     }
 
-    func route(sessionID: UnsafeRawBufferPointer?, body: RequestBody, repeatedHeader: Bool, now: Double) throws(SessionError) -> Decision {
+    func route(sessionID: UnsafeRawBufferPointer?, body: RequestBody, repeatedHeader: Bool, now: Double,
+               verdict: VerdictRoom) throws(SessionError) -> Decision {
         let kind = SessionRequest.classify(body)
         if repeatedHeader {
             switch kind {
@@ -109,13 +118,13 @@ public struct SessionManager {
             return .answer(try create(now: now))
         case .close:
             if let handler = closeHandler {
-                let route = try engineRoute(sessionID, now: now)
+                let route = try engineRoute(sessionID, now: now, verdict: verdict)
                 if case .expire(let call) = route { return call }
                 return .callEngine(.close, body: try closeBody(handler, sessionID), route: route.route)
             }
-            return .answer(try close(sessionID, now: now))
+            return .answer(try close(sessionID, now: now, verdict: verdict))
         case .invocation(let parsed):
-            return try invoke(sessionID, body: body, parsed: parsed, now: now)
+            return try invoke(sessionID, body: body, parsed: parsed, now: now, verdict: verdict)
         }
     }
 
@@ -137,13 +146,13 @@ public struct SessionManager {
                       outcome: .createdBuiltin)
     }
 
-    func close(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> Answer {
+    func close(_ sessionID: UnsafeRawBufferPointer?, now: Double, verdict: VerdictRoom = .none) throws(SessionError) -> Answer {
         guard let store else { throw .disabled }
         guard let raw = sessionID, !raw.isEmpty else { throw .missingSessionID }
         let id = String(decoding: raw, as: UTF8.self)
         let outcome: SessionStore.Closed
         do {
-            outcome = try store.close(id, now: now)
+            outcome = try store.close(id, now: now, verdict: verdict)
         } catch {
             throw .closeFailed(error)
         }
@@ -158,11 +167,12 @@ public struct SessionManager {
         }
     }
 
-    func invoke(_ sessionID: UnsafeRawBufferPointer?, body: RequestBody, parsed: JSON?, now: Double) throws(SessionError) -> Decision {
+    func invoke(_ sessionID: UnsafeRawBufferPointer?, body: RequestBody, parsed: JSON?, now: Double,
+                verdict: VerdictRoom = .none) throws(SessionError) -> Decision {
         guard let raw = sessionID else { return .pass }
         if engineOwnsSessions {
             if raw.isEmpty { return .pass }
-            let routing = try engineRoute(raw, now: now)
+            let routing = try engineRoute(raw, now: now, verdict: verdict)
             if case .expire(let call) = routing { return call }
             let route = routing.route
             guard let path = injectPath else { return route.map { .passSession($0, body: nil) } ?? .pass }
@@ -175,7 +185,7 @@ public struct SessionManager {
         let found: SessionStore.Lookup
         do {
             // borrowed where it lies: `guard let` would retain it
-            found = try store?.lookup(raw, now: now) ?? .notFound
+            found = try store?.lookup(raw, now: now, verdict: verdict) ?? .notFound
         } catch {
             throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
         }
@@ -200,11 +210,13 @@ public struct SessionManager {
     /// it, and the engine decides. One recorded and expired is refused.
     /// One expired with a home, and a close handler, is claimed and closed
     /// at its home (`expire`).
-    func engineRoute(_ sessionID: UnsafeRawBufferPointer?, now: Double) throws(SessionError) -> EngineRouting {
+    func engineRoute(_ sessionID: UnsafeRawBufferPointer?, now: Double,
+                     verdict: VerdictRoom = .none) throws(SessionError) -> EngineRouting {
         guard let raw = sessionID, !raw.isEmpty, store?.affinity ?? false else { return .route(nil) }
         let found: SessionStore.Lookup
         do {
-            found = try store?.lookup(engineSession: raw, now: now, retiring: closeHandler == nil) ?? .notFound
+            found = try store?.lookup(engineSession: raw, now: now, retiring: closeHandler == nil,
+                                      verdict: verdict) ?? .notFound
         } catch {
             throw .readFailed(id: String(decoding: raw, as: UTF8.self), error)
         }

@@ -179,10 +179,12 @@ public final class SessionStore {
     }
 
     /// Checks a session on disk. An expired one is removed on the spot, and is
-    /// reported as expired to this caller and as not found to later ones.
-    public func lookup(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Lookup {
+    /// reported as expired to this caller and as not found to later ones
+    /// (other than later readers of the same request, which find its `verdict`).
+    public func lookup(_ id: String, now: Double = WallClock.now(),
+                       verdict: VerdictRoom = .none) throws(SystemError) -> Lookup {
         guard let key = SessionKey(unchecked: id) else { return .notFound }
-        return try lookup(key, id, now: now)
+        return try lookup(key, id, now: now, verdict: verdict)
     }
 
     /// The same for a header's bytes: a session this worker has seen before
@@ -192,20 +194,31 @@ public final class SessionStore {
     /// reader that runs before the request's manager (a session value read
     /// in the rewrite phase), so that the manager, later in the same
     /// request, still finds it expired, answers `expired`, and removes and
-    /// counts it once. One request, one verdict.
+    /// counts it once.
+    ///
+    /// `verdict`: the request's (`VerdictRoom`). Its first lookup of the
+    /// session keeps what it found there, and every later one answers the
+    /// same without looking again: one request, one verdict. A retiring
+    /// reader (the manager) given a kept `expired` removes the session.
     public func lookup(_ id: UnsafeRawBufferPointer, now: Double = WallClock.now(),
-                       retiring: Bool = true) throws(SystemError) -> Lookup {
+                       retiring: Bool = true, verdict: VerdictRoom = .none) throws(SystemError) -> Lookup {
         guard let key = SessionKey(unchecked: id) else { return .notFound }
-        return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: retiring)
+        return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: retiring, verdict: verdict)
     }
 
     /// Only canonical ids are cached: one that is found was checked when
     /// it was stored; any other is checked before its path is built.
     func lookup(_ key: SessionKey, _ id: @autoclosure () -> String, now: Double,
-                retiring: Bool = true) throws(SystemError) -> Lookup {
+                retiring: Bool = true, verdict: VerdictRoom = .none) throws(SystemError) -> Lookup {
+        if let kept = verdict.kept(for: key) {
+            if retiring, kept == .expired { retireExpired(id()) }
+            return kept
+        }
         let known = cache.entry(of: key)
         if known == nil, !key.isCanonical { return .notFound }
-        return try lookup(key, known, in: cache, id(), now: now, retiring: retiring)
+        let found = try lookup(key, known, in: cache, id(), now: now, retiring: retiring)
+        verdict.keep(found, for: key)
+        return found
     }
 
     /// An engine's session, recorded when it got a home: by the UUID cache
@@ -213,10 +226,13 @@ public final class SessionStore {
     /// that cannot be) is not found.
     /// With `retiring: false` an expired one is left for its claim
     /// (`claimExpired(engineSession:)`).
+    /// A UUID's `verdict` is shared with the request's other readers; a
+    /// name is read by the manager alone, so it keeps none.
     public func lookup(engineSession id: UnsafeRawBufferPointer, now: Double = WallClock.now(),
-                       retiring: Bool = true) throws(SystemError) -> Lookup {
+                       retiring: Bool = true, verdict: VerdictRoom = .none) throws(SystemError) -> Lookup {
         if let key = SessionKey(id) {
-            return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: retiring)
+            return try lookup(key, String(decoding: id, as: UTF8.self), now: now, retiring: retiring,
+                              verdict: verdict)
         }
         guard let name = EngineSessionName(unchecked: id) else { return .notFound }
         let known = engineCache.entry(of: name)
@@ -344,8 +360,9 @@ public final class SessionStore {
     }
 
     /// Of two closes racing on one session, exactly one wins the rename.
-    public func close(_ id: String, now: Double = WallClock.now()) throws(SystemError) -> Closed {
-        switch try lookup(id, now: now) {
+    public func close(_ id: String, now: Double = WallClock.now(),
+                      verdict: VerdictRoom = .none) throws(SystemError) -> Closed {
+        switch try lookup(id, now: now, verdict: verdict) {
         case .notFound: return .notFound
         case .expired: return .expired
         case .valid: break

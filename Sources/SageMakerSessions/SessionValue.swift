@@ -45,10 +45,14 @@ public enum SessionValue {
     /// `maxBytes` bytes holding JSON. A JSON string gives its text; any
     /// other JSON value its compact JSON text. A string holding control
     /// characters gives no value: the variable may go into a header.
+    ///
+    /// `verdict`: the request's. Read before the manager (in the rewrite
+    /// phase), this is the request's first look at its session, and what
+    /// it finds is what the manager answers from later; an expired session
+    /// is left for the manager to answer, remove and count.
     public static func read(store: SessionStore, id: UnsafeRawBufferPointer, file: String,
-                            now: Double = WallClock.now()) -> Found {
-        // checked, not looked up: an expired session stays for the manager
-        guard case .valid? = try? store.lookup(id, now: now, retiring: false) else { return Found() }
+                            now: Double = WallClock.now(), verdict: VerdictRoom = .none) -> Found {
+        guard case .valid? = try? store.lookup(id, now: now, retiring: false, verdict: verdict) else { return Found() }
         let sid = String(decoding: id, as: UTF8.self)  // canonical: it was found
         let path = store.directory(of: sid) + "/" + file
         let bytes: [UInt8]

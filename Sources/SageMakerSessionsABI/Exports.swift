@@ -139,8 +139,9 @@ final class Location {
             self.manager = manager
         }
 
-        func decide(_ header: UnsafeRawBufferPointer?, _ body: RequestBody, repeatedHeader: Bool) -> Decision {
-            manager.decide(header: header, body: body, repeatedHeader: repeatedHeader)
+        func decide(_ header: UnsafeRawBufferPointer?, _ body: RequestBody, repeatedHeader: Bool,
+                    verdict: VerdictRoom) -> Decision {
+            manager.decide(header: header, body: body, repeatedHeader: repeatedHeader, verdict: verdict)
         }
     }
 
@@ -156,8 +157,10 @@ final class Location {
     deinit { bound?.release() }
 
     func decide(_ store: UnsafeMutableRawPointer?, _ header: UnsafeRawBufferPointer?, _ body: RequestBody,
-                repeatedHeader: Bool) -> Decision {
-        joined(store)._withUnsafeGuaranteedRef { $0.decide(header, body, repeatedHeader: repeatedHeader) }
+                repeatedHeader: Bool, verdict: VerdictRoom) -> Decision {
+        joined(store)._withUnsafeGuaranteedRef {
+            $0.decide(header, body, repeatedHeader: repeatedHeader, verdict: verdict)
+        }
     }
 
     /// The manager joined to this cycle's store, which the engine's answer
@@ -192,10 +195,18 @@ public func sms_release(_ handle: UnsafeMutableRawPointer?) {
 
 /// What the location's manager decides with this cycle's store.
 func decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMutableRawPointer?, _ header: UnsafeRawBufferPointer?,
-            _ body: RequestBody, repeatedHeader: Bool) -> Decision {
-    borrow(location, as: Location.self) { $0.decide(store, header, body, repeatedHeader: repeatedHeader) }
+            _ body: RequestBody, repeatedHeader: Bool, verdict: VerdictRoom) -> Decision {
+    borrow(location, as: Location.self) { $0.decide(store, header, body, repeatedHeader: repeatedHeader, verdict: verdict) }
         ?? SessionManager(store: object(store, as: SessionStore.self), injectPath: nil)
-            .decide(header: header, body: body, repeatedHeader: repeatedHeader)
+            .decide(header: header, body: body, repeatedHeader: repeatedHeader, verdict: verdict)
+}
+
+/// The request's verdict where the shim keeps it (its context); none when
+/// the shim gave no room, or too little (checked when compiled).
+@inline(__always)
+func verdict(_ room: UnsafeMutablePointer<sms_verdict_t>?) -> VerdictRoom {
+    guard MemoryLayout<sms_verdict_t>.size >= VerdictRoom.size else { return .none }
+    return VerdictRoom(UnsafeMutableRawPointer(room))
 }
 
 /// The session header's value where nginx holds it; nil when absent.
@@ -215,7 +226,8 @@ public func sms_decide(_ store: UnsafeMutableRawPointer?, _ location: UnsafeMuta
     guard let request, let alloc, let output else { return -1 }
     let r = request.pointee
     let body = RequestBody(count: r.body == nil ? 0 : r.nbody) { bytes(r.body[$0]) }
-    let decision = decide(store, location, header(r), body, repeatedHeader: r.session_ids > 1)
+    let decision = decide(store, location, header(r), body, repeatedHeader: r.session_ids > 1,
+                          verdict: verdict(r.verdict))
     // told before the decision is written, which then consumes it
     let outcome = SessionOutcome.of(decision, header: header(r),
                                     engineOwnsSessions: borrow(location, as: Location.self) { $0.engineOwnsSessions } ?? false)
@@ -555,11 +567,13 @@ public func sms_session_key_check(_ key: UnsafePointer<UInt8>?, _ len: Int, _ na
 
 @_cdecl("sms_session_value")
 public func sms_session_value(_ store: UnsafeMutableRawPointer?, _ sessionID: UnsafePointer<sms_str_t>?,
-                              _ file: UnsafePointer<sms_str_t>?, _ alloc: sms_alloc_pt?,
-                              _ pool: UnsafeMutableRawPointer?, _ output: UnsafeMutablePointer<sms_value_t>?) -> Int32 {
+                              _ file: UnsafePointer<sms_str_t>?, _ room: UnsafeMutablePointer<sms_verdict_t>?,
+                              _ alloc: sms_alloc_pt?, _ pool: UnsafeMutableRawPointer?,
+                              _ output: UnsafeMutablePointer<sms_value_t>?) -> Int32 {
     guard let alloc, let output, let sessionID, let file else { return -1 }
     guard let store = object(store, as: SessionStore.self), sessionID.pointee.data != nil else { return 0 }
-    let found = SessionValue.read(store: store, id: bytes(sessionID.pointee), file: string(file.pointee))
+    let found = SessionValue.read(store: store, id: bytes(sessionID.pointee), file: string(file.pointee),
+                                  verdict: verdict(room))
     if let text = found.text {
         guard let value = put(text, { alloc(pool, $0) }) else { return -1 }
         output.pointee.value = value
