@@ -90,7 +90,7 @@ typedef struct {
      * later one (the core's; one request, one verdict) */
     sms_verdict_t              verdict;
 
-    /* an engine session subrequest: SMS_CALL_CREATE or SMS_CALL_CLOSE */
+    /* an engine session subrequest: SMS_CALL_CREATE, _CLOSE or _EXPIRE */
     ngx_int_t                  call;
     ngx_http_request_t        *subrequest;
     ngx_int_t                  sr_rc;
