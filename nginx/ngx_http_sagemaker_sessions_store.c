@@ -126,6 +126,8 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
 
     ngx_add_timer(&smcf->sweep, 1000);
 
+    ngx_http_sagemaker_sessions_expire_init(cycle, smcf);
+
     return NGX_OK;
 }
 

@@ -41,8 +41,15 @@ extension SessionManager {
     /// The close call for an expired engine session this request claimed;
     /// nil without a close handler, or when it is not this request's to close.
     func expireCall(_ raw: UnsafeRawBufferPointer) throws(SessionError) -> Decision? {
-        guard let handler = closeHandler, let store else { return nil }
+        guard closeHandler != nil, let store else { return nil }
         guard let home = store.claimExpired(engineSession: raw) else { return nil }
+        return try expireCall(raw, home: home)
+    }
+
+    /// The close call of an expired engine session already claimed, at its
+    /// home: the request path's, and the sweep's (ExpireQueue.swift).
+    public func expireCall(_ raw: UnsafeRawBufferPointer, home: Home) throws(SessionError) -> Decision? {
+        guard let handler = closeHandler else { return nil }
         return .callEngine(.expire, body: try closeBody(handler, raw), route: Route(kind: .engine, home: home))
     }
 
