@@ -2,8 +2,9 @@
 /*
  * Closes owed for engine sessions the sweep found expired with a home
  * (Sources/SageMakerSessions/ExpireQueue.swift keeps them, as entries in
- * the sessions directory). A timer in the sweeping worker makes each call
- * from a fake request, as lua-nginx-module runs ngx.timer.at's handlers
+ * the sessions directory), or whose close a request made and the engine
+ * refused. A timer in each worker makes each call it owes from a fake
+ * request, as lua-nginx-module runs ngx.timer.at's handlers
  * (ngx_http_lua_create_fake_connection, _fake_request): a connection with
  * no socket (fd -1), its own pool and log, a request on it that is its own
  * main request, with the configuration of the first location that has a
@@ -78,7 +79,7 @@ ngx_http_sagemaker_sessions_expire_conf(ngx_conf_t *cf,
 }
 
 
-/* in the sweeping worker: the sweep finds the entries, this timer calls */
+/* in each worker: the sweep (in one) finds entries, this timer calls */
 
 void
 ngx_http_sagemaker_sessions_expire_init(ngx_cycle_t *cycle,

@@ -111,6 +111,10 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
     smcf->turn.data = smcf;
     smcf->turn.log = cycle->log;
 
+    /* each worker calls the closes it owes: its own request path's tried
+     * again, and, in the sweeping one, those the sweep finds */
+    ngx_http_sagemaker_sessions_expire_init(cycle, smcf);
+
     if (ngx_worker != 0) {
         return NGX_OK;
     }
@@ -125,8 +129,6 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
     smcf->sweep.cancelable = 1;
 
     ngx_add_timer(&smcf->sweep, 1000);
-
-    ngx_http_sagemaker_sessions_expire_init(cycle, smcf);
 
     return NGX_OK;
 }

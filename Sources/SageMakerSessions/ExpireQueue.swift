@@ -111,6 +111,20 @@ extension SessionStore {
         }
     }
 
+    /// The request path claimed one (`claimExpired`) and calls it now: its
+    /// entry is written with this worker's pid, so that a failure is tried
+    /// again as the sweep's are, and a reload or a restart keeps it.
+    func oweCalling(_ id: String, home: Home, now: Double) {
+        guard let queue = expireQueue else { return }
+        let entry = ExpireEntry(id: id, tries: 0, due: ExpireQueue.milliseconds(now), pid: queue.pid)
+        do throws(SystemError) {
+            try FileSystem.createFile(root + "/" + entry.name, bytes: home.text)
+            queue.calling[id] = (entry, home)
+        } catch {
+            queue.notes.append("session expired: \(id); its close at \(home.text) could not be recorded (\(error))")
+        }
+    }
+
     /// The sweep found an entry (left by another worker, or cycle).
     func foundExpireEntry(_ name: String) {
         guard let queue = expireQueue, let entry = ExpireEntry(name: name) else { return }
@@ -160,6 +174,12 @@ extension SessionStore {
     public func expireAnswered(_ id: String, status: Int, complete: Bool, micros: Int64,
                                now: Double = WallClock.now()) -> ExpireOutcome? {
         Metrics.engineCall(.expire, status: status, micros: micros)
+        return settleExpired(id, status: status, complete: complete, now: now)
+    }
+
+    /// The same, counted by the caller (the request path counts its calls
+    /// as every engine call). nil when this worker is not calling `id`.
+    func settleExpired(_ id: String, status: Int, complete: Bool, now: Double) -> ExpireOutcome? {
         guard let queue = expireQueue, let (entry, home) = queue.calling.removeValue(forKey: id) else { return nil }
         let path = root + "/" + entry.name
         let tries = entry.tries + 1

@@ -139,4 +139,34 @@ final class ExpireQueueTests: TempDirectoryTestCase {
         XCTAssertFalse(TestFS.entries(root).contains(created.id))
         XCTAssertEqual(TestFS.entries(root).filter { $0.hasPrefix(".expire.") }, [], "a built-in session has no engine")
     }
+
+    func testTheRequestPathRecordsItsCallSoThatARefusalIsTriedAgain() throws {
+        let s = store()
+        let a = try record(s, "abc")
+        let m = SessionManager(store: s, injectPath: nil, closeHandler: CloseHandler(
+            requestPath: try HandlerPath.request("body.session_id"), defaults: try XCTUnwrap(SessionDefaults.empty)))
+        // a request finds it expired (now is the wall clock: expired long ago)
+        guard case .callEngine(.expire, _, let route) = Array("{}".utf8).withUnsafeBytes({
+            m.decide(sessionID: Array("abc".utf8), body: $0)
+        }) else { return XCTFail() }
+        XCTAssertEqual(route, Route(kind: .engine, home: a))
+        let calling = TestFS.entries(root).filter { $0.hasPrefix(".expire.") }
+        XCTAssertEqual(calling.count, 1)
+        XCTAssertEqual(ExpireEntry(name: calling[0])?.pid, getpid(), "being called: the sweep leaves it alone")
+        XCTAssertNil(s.takeExpired(), "not owed while called")
+
+        let refused = EngineResponse(complete: true, status: 503, headers: [], body: UnsafeRawBufferPointer(start: nil, count: 0))
+        guard case .answer(let answer) = m.answer(.expire, sessionID: Array("abc".utf8), response: refused) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(answer.body, #"{"detail":"Bad request: session expired: abc"}"#)
+        XCTAssertEqual(answer.log?.level, .info)
+        XCTAssertEqual(answer.log?.message, "session expired: abc; its home a:1 did not close it (status 503): try 2 in 1 s")
+        let owed = try XCTUnwrap(ExpireEntry(name: try XCTUnwrap(TestFS.entries(root).first { $0.hasPrefix(".expire.") })))
+        XCTAssertEqual(owed.tries, 1)
+        XCTAssertEqual(owed.pid, 0)
+        XCTAssertNotNil(s.takeExpired(now: Double(owed.due) / 1000))
+        XCTAssertEqual(s.expireAnswered("abc", status: 200, complete: true, micros: 1)?.level, .info)
+        XCTAssertEqual(TestFS.entries(root).filter { $0.hasPrefix(".expire.") }, [])
+    }
 }
