@@ -334,6 +334,11 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
     ctx->session_id.data = (u_char *) d.session_id.data;
     ctx->session_id.len = d.session_id.len;
 
+    if (ctx->call == SMS_CALL_EXPIRE) {
+        /* refused: tried again from this worker's timer */
+        ngx_http_sagemaker_sessions_expire_poke(smcf);
+    }
+
     if (d.action != SMS_RELAY) {
         return ngx_http_sagemaker_sessions_carry_out(r, &d);
     }

@@ -94,7 +94,35 @@ ngx_http_sagemaker_sessions_expire_init(ngx_cycle_t *cycle,
     smcf->expire.log = cycle->log;
     smcf->expire.cancelable = 1;
 
-    ngx_add_timer(&smcf->expire, NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK);
+    /* the others only once they owe one (_expire_poke) */
+    if (ngx_worker == 0) {
+        ngx_add_timer(&smcf->expire, NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK);
+    }
+}
+
+
+/* a close was answered: the timer runs again if a close is owed */
+
+void
+ngx_http_sagemaker_sessions_expire_poke(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf)
+{
+    int64_t  wait;
+
+    if (smcf->expire.handler == NULL || smcf->expire.timer_set
+        || ngx_exiting || ngx_quit || ngx_terminate)
+    {
+        return;
+    }
+
+    wait = sms_expire_wait(smcf->store);
+
+    if (wait >= 0) {
+        ngx_add_timer(&smcf->expire,
+                      wait ? (ngx_msec_t) ngx_min(wait,
+                                          NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK)
+                           : 1);
+    }
 }
 
 
@@ -126,6 +154,11 @@ ngx_http_sagemaker_sessions_expire_handler(ngx_event_t *ev)
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
     wait = sms_expire_wait(smcf->store);
+
+    if (wait < 0 && ngx_worker != 0) {
+        /* nothing owed: poked again when a request's close is refused */
+        return;
+    }
 
     if (wait < 0 || wait > NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK) {
         wait = NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK;
@@ -381,6 +414,8 @@ ngx_http_sagemaker_sessions_expire_done(ngx_http_request_t *r)
         ngx_log_error((ngx_uint_t) level, ngx_cycle->log, 0,
                       "sagemaker sessions: %s", message);
     }
+
+    ngx_http_sagemaker_sessions_expire_poke(ex->smcf);
 
     ngx_http_sagemaker_sessions_close_fake(r);
 }

@@ -164,6 +164,8 @@ void ngx_http_sagemaker_sessions_expire_conf(ngx_conf_t *cf,
     ngx_http_sagemaker_sessions_loc_conf_t *slcf);
 void ngx_http_sagemaker_sessions_expire_init(ngx_cycle_t *cycle,
     ngx_http_sagemaker_sessions_main_conf_t *smcf);
+void ngx_http_sagemaker_sessions_expire_poke(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
 
 /* session affinity: the upstream balancer (_upstream.c) */
 
