@@ -101,7 +101,11 @@ ngx_http_sagemaker_sessions_expire_init(ngx_cycle_t *cycle,
 }
 
 
-/* a close was answered: the timer runs again if a close is owed */
+/*
+ * A close was answered, or the sweep owes new ones: the handler runs in
+ * this turn if one is due now (and a call may go out), else the timer is
+ * set if a close is owed.
+ */
 
 void
 ngx_http_sagemaker_sessions_expire_poke(
@@ -109,19 +113,27 @@ ngx_http_sagemaker_sessions_expire_poke(
 {
     int64_t  wait;
 
-    if (smcf->expire.handler == NULL || smcf->expire.timer_set
-        || ngx_exiting || ngx_quit || ngx_terminate)
+    if (smcf->expire.handler == NULL || ngx_exiting || ngx_quit
+        || ngx_terminate)
     {
         return;
     }
 
     wait = sms_expire_wait(smcf->store);
 
-    if (wait >= 0) {
+    if (wait == 0) {
+        /* due now (a slot freed, or the sweep just found some): this turn */
+        if (!smcf->expire.posted) {
+            ngx_post_event(&smcf->expire, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    if (wait > 0 && !smcf->expire.timer_set) {
         ngx_add_timer(&smcf->expire,
-                      wait ? (ngx_msec_t) ngx_min(wait,
-                                          NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK)
-                           : 1);
+                      (ngx_msec_t) ngx_min(wait,
+                                      NGX_HTTP_SAGEMAKER_SESSIONS_EXPIRE_TICK));
     }
 }
 

@@ -31,6 +31,9 @@ ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev)
 
     ngx_http_sagemaker_sessions_graveyard_post(smcf);
 
+    /* expired engine sessions it took away are owed a close now */
+    ngx_http_sagemaker_sessions_expire_poke(smcf);
+
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
     ngx_add_timer(ev, delay ? delay : 1);

@@ -61,10 +61,25 @@ public final class ExpireQueue {
 
     public init() {}
 
-    /// Milliseconds until the next entry is due; nil with none waiting.
+    /// No entry waiting is due before this; nil with none waiting. Kept
+    /// as entries come, made exact when a look finds none due: the shim
+    /// asks after every sweep tick, which must not cost a scan of all.
+    private(set) var earliest: Int64?
+
+    func add(_ entry: ExpireEntry) {
+        waiting[entry.id] = entry
+        earliest = min(earliest ?? entry.due, entry.due)
+    }
+
+    func refresh() {
+        earliest = waiting.values.lazy.map(\.due).min()
+    }
+
+    /// Milliseconds until the next entry is due (0: now, or perhaps);
+    /// nil with none waiting, or no room for another call.
     func wait(now: Int64) -> Int64? {
-        guard calling.count < ExpireQueue.maxCalling, let first = waiting.values.map(\.due).min() else { return nil }
-        return max(0, first - now)
+        guard calling.count < ExpireQueue.maxCalling, let earliest else { return nil }
+        return max(0, earliest - now)
     }
 
     /// One found by the sweep: taken in unless this worker knows it, or a
@@ -72,7 +87,7 @@ public final class ExpireQueue {
     func found(_ entry: ExpireEntry) {
         guard waiting[entry.id] == nil, calling[entry.id] == nil else { return }
         if entry.pid != 0 && entry.pid != pid && Metrics.alive(Int64(entry.pid)) { return }
-        waiting[entry.id] = entry
+        add(entry)
     }
 
     static func milliseconds(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded(.down)) }
@@ -105,7 +120,7 @@ extension SessionStore {
         let entry = ExpireEntry(id: id, tries: 0, due: ExpireQueue.milliseconds(now), pid: 0)
         do throws(SystemError) {
             try FileSystem.createFile(root + "/" + entry.name, bytes: home.text)
-            queue.waiting[id] = entry
+            queue.add(entry)
         } catch {
             queue.notes.append("session expired: \(id); its close at \(home.text) could not be recorded (\(error))")
         }
@@ -150,6 +165,7 @@ extension SessionStore {
         let ms = ExpireQueue.milliseconds(now)
         while let entry = queue.waiting.values.first(where: { $0.due <= ms }) {
             queue.waiting[entry.id] = nil
+            if queue.waiting.isEmpty { queue.refresh() }
             var claimed = entry
             claimed.pid = queue.pid
             let path = root + "/" + claimed.name
@@ -165,6 +181,7 @@ extension SessionStore {
             queue.calling[entry.id] = (claimed, home)
             return (entry.id, home)
         }
+        queue.refresh()
         return nil
     }
 
@@ -199,7 +216,7 @@ extension SessionStore {
             return ExpireOutcome(level: .warn, message: "session expired: \(id); its home \(home.text) did not close it "
                                  + "(\(answer)), and its entry is gone: not tried again")
         }
-        queue.waiting[id] = next
+        queue.add(next)
         return ExpireOutcome(level: .info, message: "session expired: \(id); its home \(home.text) did not close it "
                              + "(\(answer)): try \(tries + 1) in \(pause / 1000) s")
     }
