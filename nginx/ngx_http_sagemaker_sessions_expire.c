@@ -266,6 +266,7 @@ ngx_http_sagemaker_sessions_fake_request(
 {
     ngx_log_t                             *log;
     ngx_pool_t                            *pool;
+    ngx_listening_t                       *ls;
     ngx_connection_t                      *c, *saved;
     ngx_http_request_t                    *r;
     ngx_http_core_main_conf_t             *cmcf;
@@ -308,6 +309,15 @@ ngx_http_sagemaker_sessions_fake_request(
     log->action = NULL;
     log->handler = ngx_http_sagemaker_sessions_expire_log;
     log->data = ex;
+
+    /* $server_addr and $server_port: nginx's first listening socket, as
+     * no socket of its own can say (getsockname() of fd -1 fails) */
+    if (ngx_cycle->listening.nelts) {
+        ls = ngx_cycle->listening.elts;
+        c->listening = ls;
+        c->local_sockaddr = ls->sockaddr;
+        c->local_socklen = ls->socklen;
+    }
 
     c->log = log;
     c->log_error = NGX_ERROR_INFO;

@@ -169,9 +169,10 @@ extension SessionStore {
             var claimed = entry
             claimed.pid = queue.pid
             let path = root + "/" + claimed.name
-            if entry.pid != claimed.pid {
-                guard (try? FileSystem.rename(root + "/" + entry.name, path)) != nil else { continue }
-            }
+            // Always renamed, even to its own name (which only checks that
+            // it is there): the sweep reads names in batches, so one it
+            // found may be gone since, taken or settled (by this worker too).
+            guard (try? FileSystem.rename(root + "/" + entry.name, path)) != nil else { continue }
             let bytes = try? FileSystem.readSmallFile(path, limit: Homes.maxLength)
             guard let home = bytes.flatMap({ $0.withUnsafeBytes { homes.intern($0) } }) else {
                 _ = unlink(path)

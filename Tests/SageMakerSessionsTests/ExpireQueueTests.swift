@@ -169,4 +169,19 @@ final class ExpireQueueTests: TempDirectoryTestCase {
         XCTAssertEqual(s.expireAnswered("abc", status: 200, complete: true, micros: 1)?.level, .info)
         XCTAssertEqual(TestFS.entries(root).filter { $0.hasPrefix(".expire.") }, [])
     }
+
+    func testANameTheSweepReadBeforeItWasSettledIsDroppedWithoutAWord() throws {
+        let s = store()
+        _ = try record(s, "abc")
+        sweep(s, now: t0 + 11)
+        XCTAssertNotNil(s.takeExpired(now: t0 + 11))
+        let claimed = try XCTUnwrap(TestFS.entries(root).first { $0.hasPrefix(".expire.") })
+        XCTAssertEqual(s.expireAnswered("abc", status: 200, complete: true, micros: 1, now: t0 + 11)?.level, .info)
+        // the sweep's batch still held its claimed name, and a name of before
+        s.foundExpireEntry(claimed)
+        s.foundExpireEntry(".expire.0.\(ms(t0 + 11)).0.abc")
+        XCTAssertNil(s.takeExpired(now: t0 + 12))
+        XCTAssertNil(s.takeExpireNote())
+        XCTAssertNil(s.expireWait(now: t0 + 12))
+    }
 }
