@@ -208,47 +208,44 @@ ngx_http_sagemaker_sessions_engine_done(ngx_http_request_t *sr, void *data,
 }
 
 
-ngx_int_t
-ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
-    ngx_http_sagemaker_sessions_ctx_t *ctx)
-{
-    ngx_int_t                                 rc;
-    ngx_uint_t                                i, n;
-    ngx_list_part_t                          *part;
-    ngx_table_elt_t                          *h;
-    sms_str_t                                 home;
-    sms_header_t                             *headers;
-    sms_request_t                             req;
-    sms_decision_t                            d;
-    ngx_http_request_t                       *sr;
-    sms_engine_response_t                     resp;
-    ngx_http_sagemaker_sessions_loc_conf_t   *slcf;
-    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+/*
+ * What the engine answered to the subrequest, as the core reads it: the
+ * status (nginx's own when the engine could not be reached), whether it
+ * was read whole, its headers and body. In r's pool.
+ */
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sagemaker_sessions_module);
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
+ngx_int_t
+ngx_http_sagemaker_sessions_engine_response(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx, sms_engine_response_t *resp)
+{
+    ngx_uint_t           i, n;
+    ngx_list_part_t     *part;
+    ngx_table_elt_t     *h;
+    sms_header_t        *headers;
+    ngx_http_request_t  *sr;
+
     sr = ctx->subrequest;
 
-    ngx_memzero(&resp, sizeof(sms_engine_response_t));
+    ngx_memzero(resp, sizeof(sms_engine_response_t));
 
-    resp.status = (int) sr->headers_out.status;
-    resp.complete = (ctx->sr_rc == NGX_OK || ctx->sr_rc == NGX_DONE)
-                    && sr->headers_out.status > 0
-                    && ctx->last && !ctx->overflow
-                    && (sr->headers_out.content_length_n < 0
-                        || (off_t) ctx->captured
-                           == sr->headers_out.content_length_n);
+    resp->status = (int) sr->headers_out.status;
+    resp->complete = (ctx->sr_rc == NGX_OK || ctx->sr_rc == NGX_DONE)
+                     && sr->headers_out.status > 0
+                     && ctx->last && !ctx->overflow
+                     && (sr->headers_out.content_length_n < 0
+                         || (off_t) ctx->captured
+                            == sr->headers_out.content_length_n);
 
     if (ctx->sr_rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         /* nginx's own answer: the engine is down, too slow, ... */
-        resp.status = (int) ctx->sr_rc;
-        resp.complete = 1;
+        resp->status = (int) ctx->sr_rc;
+        resp->complete = 1;
     }
 
-    resp.body.data = ctx->capture;
-    resp.body.len = ctx->captured;
-    resp.duration_us = ngx_http_sagemaker_sessions_now_us()
-                       - ctx->engine_started;
+    resp->body.data = ctx->capture;
+    resp->body.len = ctx->captured;
+    resp->duration_us = ngx_http_sagemaker_sessions_now_us()
+                        - ctx->engine_started;
 
     n = 1;
     for (part = &sr->headers_out.headers.part; part; part = part->next) {
@@ -257,7 +254,7 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
 
     headers = ngx_palloc(r->pool, n * sizeof(sms_header_t));
     if (headers == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     n = 0;
@@ -286,8 +283,33 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
         }
     }
 
-    resp.headers = headers;
-    resp.nheaders = n;
+    resp->headers = headers;
+    resp->nheaders = n;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx)
+{
+    ngx_int_t                                 rc;
+    sms_str_t                                 home;
+    sms_request_t                             req;
+    sms_decision_t                            d;
+    ngx_http_request_t                       *sr;
+    sms_engine_response_t                     resp;
+    ngx_http_sagemaker_sessions_loc_conf_t   *slcf;
+    ngx_http_sagemaker_sessions_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sagemaker_sessions_module);
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sagemaker_sessions_module);
+    sr = ctx->subrequest;
+
+    if (ngx_http_sagemaker_sessions_engine_response(r, ctx, &resp) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ngx_http_sagemaker_sessions_request(r, &req);
     ngx_memzero(&d, sizeof(sms_decision_t));
@@ -311,6 +333,11 @@ ngx_http_sagemaker_sessions_engine_answer(ngx_http_request_t *r,
     ctx->outcome = d.outcome;
     ctx->session_id.data = (u_char *) d.session_id.data;
     ctx->session_id.len = d.session_id.len;
+
+    if (ctx->call == SMS_CALL_EXPIRE) {
+        /* refused: tried again from this worker's timer */
+        ngx_http_sagemaker_sessions_expire_poke(smcf);
+    }
 
     if (d.action != SMS_RELAY) {
         return ngx_http_sagemaker_sessions_carry_out(r, &d);

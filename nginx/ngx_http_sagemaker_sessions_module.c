@@ -409,6 +409,8 @@ ngx_http_sagemaker_sessions_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
+    ngx_http_sagemaker_sessions_expire_conf(cf, smcf, conf);
+
     return NGX_CONF_OK;
 }
 

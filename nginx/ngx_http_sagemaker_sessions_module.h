@@ -49,6 +49,12 @@ typedef struct {
 
     /* the status page's counters, shared by the workers (_status.c) */
     ngx_shm_zone_t            *status_zone;
+
+    /* closes owed for expired engine sessions (_expire.c): the first
+     * manager location with a close handler, its conf, and the timer */
+    ngx_http_conf_ctx_t       *expire_ctx;
+    void                      *expire_location;
+    ngx_event_t                expire;
 } ngx_http_sagemaker_sessions_main_conf_t;
 
 
@@ -156,7 +162,19 @@ ngx_int_t ngx_http_sagemaker_sessions_call_engine(
     sms_decision_t *d);
 ngx_int_t ngx_http_sagemaker_sessions_engine_answer(
     ngx_http_request_t *r, ngx_http_sagemaker_sessions_ctx_t *ctx);
+ngx_int_t ngx_http_sagemaker_sessions_engine_response(ngx_http_request_t *r,
+    ngx_http_sagemaker_sessions_ctx_t *ctx, sms_engine_response_t *resp);
 ngx_int_t ngx_http_sagemaker_sessions_engine_init(ngx_conf_t *cf);
+
+/* closes of expired engine sessions from a fake request (_expire.c) */
+
+void ngx_http_sagemaker_sessions_expire_conf(ngx_conf_t *cf,
+    ngx_http_sagemaker_sessions_main_conf_t *smcf,
+    ngx_http_sagemaker_sessions_loc_conf_t *slcf);
+void ngx_http_sagemaker_sessions_expire_init(ngx_cycle_t *cycle,
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
+void ngx_http_sagemaker_sessions_expire_poke(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf);
 
 /* session affinity: the upstream balancer (_upstream.c) */
 

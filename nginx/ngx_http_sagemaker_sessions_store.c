@@ -31,6 +31,9 @@ ngx_http_sagemaker_sessions_sweep_handler(ngx_event_t *ev)
 
     ngx_http_sagemaker_sessions_graveyard_post(smcf);
 
+    /* expired engine sessions it took away are owed a close now */
+    ngx_http_sagemaker_sessions_expire_poke(smcf);
+
     ngx_http_sagemaker_sessions_turn_used(smcf);
 
     ngx_add_timer(ev, delay ? delay : 1);
@@ -110,6 +113,10 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
     smcf->turn.handler = ngx_http_sagemaker_sessions_turn_handler;
     smcf->turn.data = smcf;
     smcf->turn.log = cycle->log;
+
+    /* each worker calls the closes it owes: its own request path's tried
+     * again, and, in the sweeping one, those the sweep finds */
+    ngx_http_sagemaker_sessions_expire_init(cycle, smcf);
 
     if (ngx_worker != 0) {
         return NGX_OK;

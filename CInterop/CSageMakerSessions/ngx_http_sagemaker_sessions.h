@@ -252,6 +252,28 @@ int64_t sms_sweep_take_buried(void *store);
 void sms_sweep_graveyard_removed(void *store);
 
 
+/*
+ * Closes owed for engine sessions the sweep found expired with a home
+ * (nginx/ngx_http_sagemaker_sessions_expire.c). Configuration time:
+ * sms_store_close_expired() once a close location is known.
+ */
+
+void sms_store_close_expired(void *store);
+/* ms until a close is due; -1 with none owed */
+int64_t sms_expire_wait(void *store);
+/* 1: a close due, claimed, written to out as sms_decide() writes an
+ * SMS_CALL_EXPIRE (body, route, home) with its id in out->session_id;
+ * 0: none due; -1: out of memory. location: the close location's */
+int sms_expire_take(void *store, void *location, sms_alloc_pt alloc,
+    void *pool, sms_decision_t *out);
+/* the answer to the close of id: counted; returns the log level of the
+ * line written to message (SMS_LOG_*), 0 for none */
+int sms_expire_answered(void *store, const sms_str_t *id,
+    const sms_engine_response_t *resp, char *message, size_t len);
+/* 1 with message written: a [warn] of the closes owed, once */
+int sms_expire_note(void *store, char *message, size_t len);
+
+
 
 /*
  * Observability: the status page's counters and text, the variables'

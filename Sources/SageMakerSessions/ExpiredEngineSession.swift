@@ -4,7 +4,9 @@
 /// or forever. Whoever takes its record away (one rename, so one worker of
 /// all) calls the configured close handler for it, at its home, with the
 /// close defaults and the id at REQUEST_PATH, as a client's CLOSE would.
-/// The client that found it still gets `expired`.
+/// The client that found it still gets `expired`. Where a close location
+/// is known (ExpireQueue.swift) the call is recorded as an entry first, so
+/// that a refusal is tried again, as the sweep's closes are.
 
 /// Where a request of an engine's session goes, or the close of one that
 /// expired (`.callEngine(.expire, ...)`) in its stead.
@@ -33,6 +35,7 @@ extension SessionStore {
         var home: Home?
         guard (try? takeAway(text, home: &home)) == true else { return nil }
         Metrics.expiredSessionRemoved()
+        if let home { oweCalling(text, home: home, now: WallClock.now()) }
         return home
     }
 }
@@ -41,8 +44,20 @@ extension SessionManager {
     /// The close call for an expired engine session this request claimed;
     /// nil without a close handler, or when it is not this request's to close.
     func expireCall(_ raw: UnsafeRawBufferPointer) throws(SessionError) -> Decision? {
-        guard let handler = closeHandler, let store else { return nil }
+        guard closeHandler != nil, let store else { return nil }
         guard let home = store.claimExpired(engineSession: raw) else { return nil }
+        do {
+            return try expireCall(raw, home: home)
+        } catch {
+            store.dropExpired(String(decoding: raw, as: UTF8.self), why: error.answer.body)
+            throw error
+        }
+    }
+
+    /// The close call of an expired engine session already claimed, at its
+    /// home: the request path's, and the sweep's (ExpireQueue.swift).
+    public func expireCall(_ raw: UnsafeRawBufferPointer, home: Home) throws(SessionError) -> Decision? {
+        guard let handler = closeHandler else { return nil }
         return .callEngine(.expire, body: try closeBody(handler, raw), route: Route(kind: .engine, home: home))
     }
 
@@ -52,6 +67,12 @@ extension SessionManager {
     func expired(_ sessionID: [UInt8]?, response: EngineResponse) -> Answer {
         let id = String(decoding: sessionID ?? [], as: UTF8.self)
         var answer = SessionError.expired(id).answer
+        // its entry (ExpireQueue.swift): kept for another try, or given up
+        if let settled = store?.settleExpired(id, status: response.status, complete: response.complete,
+                                              now: WallClock.now()) {
+            answer.log = (settled.level, settled.message)
+            return answer
+        }
         if response.complete && response.status == 200 {
             answer.log = (.info, "session expired: \(id); closed at the engine")
         } else {

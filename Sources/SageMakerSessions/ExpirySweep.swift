@@ -108,12 +108,14 @@ final class ExpirySweep {
                 return
             }
             if let expiresAt {
-                if now > expiresAt { remove(name, store: store, expired: true) }
+                if now > expiresAt { remove(name, store: store, expired: true, now: now) }
             } else if isStale(store.directory(of: name), now: now) {
-                remove(name, store: store, expired: false)
+                remove(name, store: store, expired: false, now: now)
             }
         } else if name.hasPrefix(SessionStore.removingPrefix) {
             try? FileSystem.removeTree(store.root + "/" + name)
+        } else if name.hasPrefix(ExpireEntry.prefix) {
+            store.foundExpireEntry(name)
         } else if name == SessionStore.graveyardName {
             if store.graveyard {
                 store.foundGraveyard()
@@ -123,7 +125,7 @@ final class ExpirySweep {
         } else if store.affinity, EngineSessionName(entryName: name) != nil {
             // an engine session recorded for its home: only once expired
             if let expiresAt = try? store.expiration(of: name), now > expiresAt {
-                remove(name, store: store, expired: true)
+                remove(name, store: store, expired: true, now: now)
             }
         }
     }
@@ -131,7 +133,9 @@ final class ExpirySweep {
     /// The one place where the sweep removes a session: an expired one
     /// (counted), or a directory a create left without its expiry. With a
     /// graveyard, one rename; its files are deleted by nginx's thread pool.
-    private func remove(_ name: String, store: SessionStore, expired: Bool) {
+    /// An engine's session with a home is owed a close instead (ExpireQueue.swift).
+    private func remove(_ name: String, store: SessionStore, expired: Bool, now: Double) {
+        if expired, store.closeExpired(name, now: now) { return }
         if expired {
             store.retireExpired(name, burying: true)
         } else {

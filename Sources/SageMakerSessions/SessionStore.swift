@@ -23,6 +23,9 @@ public final class SessionStore {
     /// Some upstream has `sagemaker_session_affinity`: a session's home is
     /// read with its expiry, and an engine session with a home is recorded.
     public var affinity = false
+    /// Closes owed to engines for their sessions the sweep found expired
+    /// (ExpireQueue.swift); nil where no close location is known.
+    public var expireQueue: ExpireQueue?
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"

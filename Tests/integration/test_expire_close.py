@@ -1,13 +1,15 @@
 """Issue 24 part 2: an engine-owned session with a home that expires is
-closed at its engine once, when a request finds it expired (the request path).
+closed at its engine once, when a request finds it expired (the request path)
+or the sweep removes it with no request touching it (the sweep path).
 
 SGLang-like replicas (replicas.py) behind `sagemaker_session_affinity`, a
 2 s lifetime: each session is touched by several requests at once just
 after it expires (with 2 workers, from both), and its home's
 /close_session must get exactly one close with {"session_id": id}, the
-other replicas none, while the clients get `expired`. A session the sweep
-removes before any request touches it is left out (the sweep path is not
-built yet: see docs/design.md).
+other replicas none, while the clients get `expired`. Sessions no request
+touches are closed by the sweep path (a fake request's subrequest through the
+same close location), retried while their home is down, and kept across a
+reload or a restart as `.expire.*` entries in the sessions directory.
 """
 
 import concurrent.futures
@@ -54,10 +56,40 @@ def nginx_expired(r, sid):
 
 def touch_expired(front, sid, body, n=4):
     """n requests of `sid` at once, just after it expired: their answers."""
-    while time.time() < read_expiration(front.sessions_path, sid) + 0.02:
+    expires = read_expiration(front.sessions_path, sid)    # read once: the sweep may take it
+    while time.time() < expires + 0.02:
         time.sleep(0.01)
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         return list(pool.map(lambda _: front.request(body, {SESSION: sid, **JSON}), range(n)))
+
+
+def since(before, after):
+    """The counts added between two expire_calls()."""
+    return {code: n - before.get(code, 0) for code, n in after.items() if n != before.get(code, 0)}
+
+
+def wait_for(check, timeout=20, step=0.1):
+    """Polls `check` until it returns something true; its last value."""
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value or time.time() > deadline:
+            return value
+        time.sleep(step)
+
+
+def owed(front):
+    """The closes owed: the .expire.* entries in the sessions directory."""
+    return sorted(n for n in os.listdir(front.sessions_path) if n.startswith(".expire."))
+
+
+def closed_once_at_home(reps, sessions):
+    """True once each session had exactly one close, at its home, and no other."""
+    for sid, home in sessions:
+        seen = closes(reps, sid)
+        if seen[home.name] != [{"session_id": sid}] or any(v for n, v in seen.items() if n != home.name):
+            return False
+    return True
 
 
 def closes(reps, sid):
@@ -70,22 +102,26 @@ def test_a_request_finding_an_engine_session_expired_closes_it_once_at_its_home(
     reps, front = cluster(expiration="2s", workers=workers)
     front.start()
     body = {"text": "hi"} if request_type == "invocation" else {"requestType": "CLOSE"}
-    found = []
+    found, made = [], []
     for _ in range(4):
         sid, home = create(front, reps)
         # one CLOSE only: a CLOSE after the claim is of an id nginx no
         # longer knows, passed to the engine as the client's own close
         answers = touch_expired(front, sid, body, n=4 if request_type == "invocation" else 1)
-        seen = closes(reps, sid)
+        made.append((sid, home))
         if not any(nginx_expired(r, sid) for r in answers):
-            assert all(v == [] for v in seen.values()), seen   # the sweep took it
+            # the sweep took it: closed by the sweep path (below)
+            assert wait_for(lambda: closed_once_at_home(reps, [(sid, home)])), closes(reps, sid)
             continue
         found.append(sid)
+        seen = closes(reps, sid)
         assert seen[home.name] == [{"session_id": sid}], seen
         assert all(v == [] for name, v in seen.items() if name != home.name), seen
         assert not os.path.exists(session_dir(front.sessions_path, sid))
     assert len(found) >= 2, "the sweep removed most sessions before a request touched them"
-    assert expire_calls(front) == {"200": len(found)}
+    # one close per session, whichever path took it
+    assert wait_for(lambda: expire_calls(front) == {"200": len(made)}), expire_calls(front)
+    assert closed_once_at_home(reps, made)
     # found again later (an id nginx forgot): no second close from nginx
     if request_type == "invocation":
         for sid in found:
@@ -93,21 +129,112 @@ def test_a_request_finding_an_engine_session_expired_closes_it_once_at_its_home(
             assert sum(len(v) for v in closes(reps, sid).values()) == 1
 
 
-def test_a_down_home_is_counted_and_warned_and_the_client_still_gets_expired(cluster):
+def test_a_down_home_is_counted_the_client_still_gets_expired_and_the_close_is_tried_again(cluster):
     reps, front = cluster(expiration="2s", workers=2)
     front.start()
     for _ in range(4):
         sid, home = create(front, reps)
         home.kill()
         offset = len(front.error_log)
+        before = expire_calls(front)
         answers = touch_expired(front, sid, {"text": "hi"}, n=1)
         if nginx_expired(answers[0], sid):
             break
+        # the sweep took it: its close is tried again until its home is back
         home.start()
+        assert wait_for(lambda: closed_once_at_home(reps, [(sid, home)]), timeout=30), closes(reps, sid)
+        assert wait_for(lambda: owed(front) == []), owed(front)
     else:
         pytest.fail("the sweep removed every session before a request touched it")
-    calls = expire_calls(front)
+    calls = since(before, expire_calls(front))
     assert list(calls) in (["502"], ["503"]), calls
     assert sum(calls.values()) == 1, calls
-    warns = [l for l in log_lines_since(front.error_log, offset, "warn") if "did not close it" in l]
-    assert len(warns) == 1 and sid in warns[0], front.error_log[offset:]
+    tried = [l for l in log_lines_since(front.error_log, offset) if "did not close it" in l and sid in l]
+    assert len(tried) == 1 and "try 2 in 1 s" in tried[0] and home.address in tried[0], tried
+    # owed, and tried again by the worker that found it, until its home is back
+    assert len(owed(front)) == 1, owed(front)
+    home.start()
+    assert wait_for(lambda: closed_once_at_home(reps, [(sid, home)]), timeout=30), closes(reps, sid)
+    assert since(before, expire_calls(front)).get("200") == 1, expire_calls(front)
+    assert wait_for(lambda: leftovers(front) == []), leftovers(front)
+    assert "given up" not in front.error_log
+
+
+# --- the sweep path: sessions no request touches --------------------------------
+
+def leftovers(front):
+    """What the sessions directory holds (the graveyard goes once emptied)."""
+    return sorted(os.listdir(front.sessions_path))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_sweep_closes_an_untouched_expired_engine_session_once_at_its_home(cluster, workers):
+    reps, front = cluster(expiration="2s", workers=workers)
+    front.start()
+    sessions = [create(front, reps) for _ in range(6)]
+    assert len({home.name for _, home in sessions}) > 1, sessions   # several homes
+    assert wait_for(lambda: closed_once_at_home(reps, sessions)), {sid: closes(reps, sid) for sid, _ in sessions}
+    assert wait_for(lambda: expire_calls(front) == {"200": len(sessions)}), expire_calls(front)
+    assert wait_for(lambda: leftovers(front) == []), leftovers(front)
+    time.sleep(1.5)    # a pass more: no second close
+    assert closed_once_at_home(reps, sessions)
+    assert expire_calls(front) == {"200": len(sessions)}
+
+
+def test_a_down_home_is_tried_again_then_given_up_with_one_warn(cluster):
+    reps, front = cluster(expiration="2s", workers=2)
+    front.start()
+    sid, home = create(front, reps)
+    home.kill()
+    offset = len(front.error_log)
+
+    def given_up():
+        return [l for l in log_lines_since(front.error_log, offset, "warn") if "given up" in l]
+
+    assert wait_for(given_up, timeout=40), front.error_log[offset:]
+    calls = expire_calls(front)
+    assert set(calls) <= {"502", "503"} and sum(calls.values()) == 5, calls   # 1 + 4 tries again
+    warned = given_up()
+    assert len(warned) == 1 and sid in warned[0] and home.address in warned[0], warned
+    assert wait_for(lambda: leftovers(front) == []), leftovers(front)
+    assert all(v == [] for v in closes(reps, sid).values())
+    time.sleep(2)
+    assert sum(expire_calls(front).values()) == 5 and len(given_up()) == 1
+
+
+def test_a_home_back_before_the_last_try_gets_its_one_close(cluster):
+    reps, front = cluster(expiration="2s", workers=2)
+    front.start()
+    sid, home = create(front, reps)
+    home.kill()
+    offset = len(front.error_log)
+    assert wait_for(lambda: sum(expire_calls(front).values()) >= 2, timeout=20), expire_calls(front)
+    home.start()
+    assert wait_for(lambda: closed_once_at_home(reps, [(sid, home)]), timeout=30), closes(reps, sid)
+    calls = expire_calls(front)
+    assert calls.get("200") == 1 and set(calls) <= {"200", "502", "503"}, calls
+    assert wait_for(lambda: leftovers(front) == []), leftovers(front)
+    assert not [l for l in log_lines_since(front.error_log, offset, "warn") if "given up" in l]
+
+
+@pytest.mark.parametrize("how", ["reload", "restart"])
+def test_closes_owed_survive_a_reload_and_a_restart(cluster, how):
+    reps, front = cluster(expiration="2s", workers=2)
+    front.start()
+    sessions = [create(front, reps) for _ in range(4)]
+    homes = {home.name: home for _, home in sessions}
+    for home in homes.values():
+        home.kill(settle=0)
+    # every session expired and claimed by the sweep: owed, its homes down
+    assert wait_for(lambda: len(owed(front)) == len(sessions)), (owed(front), leftovers(front))
+    if how == "reload":
+        front.ngx.reload()
+    else:
+        front.restart()
+    for home in homes.values():
+        home.start()
+    assert wait_for(lambda: closed_once_at_home(reps, sessions), timeout=30), \
+        {sid: closes(reps, sid) for sid, _ in sessions}
+    assert wait_for(lambda: leftovers(front) == []), leftovers(front)
+    assert expire_calls(front).get("200") == len(sessions), expire_calls(front)
+    assert "given up" not in front.error_log
