@@ -409,6 +409,14 @@ ngx_http_sagemaker_sessions_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
+    if (smcf->store && conf->create.uri.data == NULL
+        && conf->close.uri.data == NULL)
+    {
+        /* a built-in manager: a UUID-named session may be its, not an
+         * engine's, so the sweep owes no close for one */
+        sms_store_makes_sessions(smcf->store);
+    }
+
     ngx_http_sagemaker_sessions_expire_conf(cf, smcf, conf);
 
     return NGX_CONF_OK;

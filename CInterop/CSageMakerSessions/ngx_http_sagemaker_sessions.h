@@ -259,6 +259,9 @@ void sms_sweep_graveyard_removed(void *store);
  */
 
 void sms_store_close_expired(void *store);
+/* some location's manager makes built-in sessions: a UUID-named one that
+ * expires is not taken for an engine's */
+void sms_store_makes_sessions(void *store);
 /* ms until a close is due; -1 with none owed */
 int64_t sms_expire_wait(void *store);
 /* 1: a close due, claimed, written to out as sms_decide() writes an

@@ -104,8 +104,10 @@ extension SessionStore {
     /// session with a home, where a close location is known, is taken away
     /// as the request path takes it (one rename, one winner) and owed a
     /// close. False when it is not such a session: the sweep removes it.
+    /// A UUID-named session is an engine's only where no location makes
+    /// built-in sessions (an engine may name its sessions by UUIDs).
     func closeExpired(_ name: String, now: Double) -> Bool {
-        guard let queue = expireQueue, affinity, !SessionID.isCanonical(name),
+        guard let queue = expireQueue, affinity, !(builtinSessions && SessionID.isCanonical(name)),
               EngineSessionName(entryName: name) != nil else { return false }
         var home: Home?
         guard (try? takeAway(name, burying: true, home: &home)) == true else { return true }

@@ -26,6 +26,9 @@ public final class SessionStore {
     /// Closes owed to engines for their sessions the sweep found expired
     /// (ExpireQueue.swift); nil where no close location is known.
     public var expireQueue: ExpireQueue?
+    /// Some location's manager makes its own sessions (no engine handlers).
+    /// Where none does, every session is an engine's, UUID-named ones too.
+    public var builtinSessions = false
 
     /// Entries named like this are being removed, never sessions.
     static let removingPrefix = ".gone-"

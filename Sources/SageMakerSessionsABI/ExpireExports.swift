@@ -10,6 +10,11 @@ public func sms_store_close_expired(_ store: UnsafeMutableRawPointer?) {
     sessions.expireQueue = ExpireQueue()
 }
 
+@_cdecl("sms_store_makes_sessions")
+public func sms_store_makes_sessions(_ store: UnsafeMutableRawPointer?) {
+    object(store, as: SessionStore.self)?.builtinSessions = true
+}
+
 @_cdecl("sms_expire_wait")
 public func sms_expire_wait(_ store: UnsafeMutableRawPointer?) -> Int64 {
     object(store, as: SessionStore.self)?.expireWait() ?? -1

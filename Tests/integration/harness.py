@@ -38,6 +38,9 @@ def nginx_version(binary=NGINX):
 
 NGINX_VERSION = nginx_version()
 
+# the module's own session ids: a UUID version 4, as the Python library makes them
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
 
 def connect_target(path="/invocations"):
     """The request target of a CONNECT that nginx parses as a request. Before

@@ -92,6 +92,7 @@ class Replica:
         self.port = port
         self.lock = threading.Lock()
         self.sessions = {}        # sglang: id -> the /open_session body
+        self.new_id = lambda: uuid.uuid4().hex    # how /open_session names one
         self.requests = []        # every request: dict(method, path, headers, body, json, session, at)
         self.connections = set()
         self.server = None
@@ -296,7 +297,7 @@ class Replica:
                 return self._json(*sglang_validation_error([{
                     "type": "int_type", "loc": ("body", "capacity_of_str_len"),
                     "msg": "Input should be a valid integer", "input": capacity}]))
-            sid = body.get("session_id") or uuid.uuid4().hex
+            sid = body.get("session_id") or self.new_id()
             with self.lock:
                 if sid in self.sessions:
                     return self._sglang_error("Failed to open the session. Check if a session "

@@ -21,12 +21,11 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import CLOSED_SESSION, NEW_SESSION, SESSION, assert_emerg, detail
+from harness import CLOSED_SESSION, NEW_SESSION, SESSION, UUID, assert_emerg, detail
 from replicas import (HEX32, log_lines_since, read_expiration, read_home,
                       session_dir)
 
 EXPIRES = re.compile(r"^Expires=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 JSON = {"Content-Type": "application/json"}
 THREADS = 8
 

@@ -5,10 +5,9 @@ import os
 import re
 import time
 
-from harness import (detail, raw_request, CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
+from harness import (detail, raw_request, UUID, CLOSED_SESSION, NEW_SESSION, SESSION, close_session,
                      new_session)
 
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 

@@ -10,12 +10,11 @@ import threading
 
 import pytest
 
-from harness import (detail, CLOSED_SESSION, NEW_SESSION, SESSION, Reply, free_port,
+from harness import (detail, UUID, CLOSED_SESSION, NEW_SESSION, SESSION, Reply, free_port,
                      raw_request)
 
 from harness import CLOSE_URI as CLOSE, CREATE_URI as CREATE, HANDLER_LOCATIONS as INTERNAL  # noqa: E402
 
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 CLOSE_REQUIRED = "Session ID is required in request headers to close a session"
 
 

@@ -15,11 +15,12 @@ reload or a restart as `.expire.*` entries in the sessions directory.
 import concurrent.futures
 import os
 import time
+import uuid
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import SESSION, detail
+from harness import SESSION, UUID, detail
 from replicas import log_lines_since, read_expiration, session_dir
 
 JSON = {"Content-Type": "application/json"}
@@ -179,6 +180,21 @@ def test_the_sweep_closes_an_untouched_expired_engine_session_once_at_its_home(c
     time.sleep(1.5)    # a pass more: no second close
     assert closed_once_at_home(reps, sessions)
     assert expire_calls(front) == {"200": len(sessions)}
+
+
+def test_an_engine_naming_its_sessions_by_uuids_has_them_closed_too(cluster):
+    """An engine's ids shaped as the module's own (a UUID) are still the
+    engine's where no location makes built-in sessions: the sweep closes
+    them at their homes as any other."""
+    reps, front = cluster(expiration="2s")
+    for rep in reps:
+        rep.new_id = lambda: str(uuid.uuid4())
+    front.start()
+    sessions = [create(front, reps) for _ in range(4)]
+    assert all(UUID.match(sid) for sid, _ in sessions), sessions
+    assert wait_for(lambda: closed_once_at_home(reps, sessions)), {sid: closes(reps, sid) for sid, _ in sessions}
+    assert wait_for(lambda: expire_calls(front) == {"200": len(sessions)}), expire_calls(front)
+    assert wait_for(lambda: leftovers(front) == []), leftovers(front)
 
 
 def test_a_down_home_is_tried_again_then_given_up_with_one_warn(cluster):
