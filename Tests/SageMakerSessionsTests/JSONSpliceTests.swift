@@ -153,6 +153,62 @@ final class JSONSpliceTests: XCTestCase {
         }
     }
 
+    /// `plainEnd` finds the first byte that needs a look by its bit, in a
+    /// vector, a word, or the last word read back from the end: at every
+    /// start and every place in buffers of 0 to 40 bytes, alone and just
+    /// before the bytes a borrow could mark wrongly (`"#`, `\]`, 0x1f 0x20).
+    func testPlainEndFindsTheFirstSpecialByte() {
+        let specials: [[UInt8]] = [[0x00], [0x1f], [0x22], [0x5c], [0x80], [0xff], [0x22, 0x23], [0x5c, 0x5d],
+                                   [0x1f, 0x20], [0x00, 0x21], [0x80, 0x22]]
+        for count in 0...40 {
+            for special in specials + [[]] {
+                for at in 0...max(count - special.count, 0) where special.count <= count {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: count)
+                    bytes.replaceSubrange(at..<(at + special.count), with: special)
+                    let buffer = kept(bytes)
+                    for from in 0...count {
+                        var expected = from
+                        while expected < count, JSONSplice.isPlain(bytes[expected]) { expected += 1 }
+                        let got = buffer.baseAddress.map { JSONSplice.plainEnd($0, from, count) } ?? 0
+                        XCTAssertEqual(got, expected, "\(bytes) from \(from)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys are compared a word at a time: equal, and differing at each
+    /// place, for lengths 0 to 20.
+    func testSameComparesEveryByte() {
+        for n in 0...20 {
+            let a = kept((0..<n).map { UInt8(0x61 + $0) })
+            XCTAssertTrue(JSONSplice.same(a, kept((0..<n).map { UInt8(0x61 + $0) })), "\(n)")
+            XCTAssertFalse(JSONSplice.same(a, kept((0...n).map { UInt8(0x61 + $0) })), "\(n) and \(n + 1)")
+            for at in 0..<n {
+                var other = (0..<n).map { UInt8(0x61 + $0) }
+                other[at] ^= 0x20
+                XCTAssertFalse(JSONSplice.same(a, kept(other)), "\(n) at \(at)")
+            }
+        }
+    }
+
+    /// A body in runs is read as the same bytes in one: every two-way cut
+    /// of bodies that pass and fail in each part of the grammar.
+    func testEveryCutGivesTheSameAnswer() {
+        let docs = [#"{"a":"x\u00e9y","b":[1,-2.5e+3,true,false,null],"c":{"id":"é"}}"#, #"{"id":1,"id":{}}"#,
+                    "{\"a\":\"\u{1}\"}", #"{"a":"\ud83d\ude00"}"#, #"{"a":tru}"#, #"{"a":1} x"#, #" { } "#,
+                    #"{"c":{"id":"v"} }"#, #"{"a":"\x"}"#, #"{"a":01}"#]
+        for doc in docs {
+            let bytes = Array(doc.utf8)
+            let whole = Result { () throws(JSONSplice.Failure) in try JSONSplice.point(at: [Array("c".utf8), Array("id".utf8)], in: RequestBody(kept(bytes))) }
+            for cut in 0...bytes.count {
+                let body = RequestBody(segments: [kept(Array(bytes[..<cut])), kept(Array(bytes[cut...]))])
+                let parts = Result { () throws(JSONSplice.Failure) in try JSONSplice.point(at: [Array("c".utf8), Array("id".utf8)], in: body) }
+                XCTAssertEqual(parts, whole, "\(doc) cut at \(cut)")
+            }
+        }
+    }
+
     /// The shim's writer (count, then bytes into its pool) quotes as
     /// `appendQuoted` does: every byte alone, at each place of an
     /// eight-byte word, and a session id.
