@@ -27,17 +27,18 @@ static void ngx_http_sagemaker_sessions_unmap(void *data);
 /*
  * The whole body came in with the header, so the core can look at it where
  * it lies, without nginx reading it into a request body first: a request
- * passed on is then handled as if the module were not there, and one
- * answered here discards the body. Only a body to be replaced (injection)
- * has to be read, as do bodies still on their way, chunked, or in HTTP/2
- * and HTTP/3 frames.
+ * passed on is then handled as if the module were not there, one answered
+ * here discards the body, and a body replaced (injection) is taken out of
+ * the header buffer as nginx's reading would take it. Bodies still on their
+ * way, chunked, in HTTP/2 and HTTP/3 frames, or bound for a file
+ * (client_body_in_file_only) are read first.
  */
 
 ngx_int_t
 ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
     ngx_http_sagemaker_sessions_loc_conf_t *slcf)
 {
-    return slcf->inject_path == NULL
+    return (slcf->inject_path == NULL || !r->request_body_in_file_only)
            && r->http_version < NGX_HTTP_VERSION_20
            && !r->headers_in.chunked
            && r->headers_in.content_length_n > 0
@@ -239,6 +240,22 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
 
     if (d->npieces == 0) {
         return NGX_ERROR;
+    }
+
+    if (r->request_body == NULL) {
+        /*
+         * decided on where it lies (preread): the body is taken out of the
+         * header buffer, as reading it would, so that neither nginx reads
+         * it again nor a next request on the connection begins inside it
+         */
+
+        r->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+        if (r->request_body == NULL) {
+            return NGX_ERROR;
+        }
+
+        r->header_in->pos += (size_t) r->headers_in.content_length_n;
+        r->request_length += r->headers_in.content_length_n;
     }
 
     /* the buffers and their links in one allocation each, not one a piece */
