@@ -145,7 +145,13 @@ public enum JSONSplice {
 
     /// How many bytes `"text"`, escaped as `appendQuoted` escapes it, takes.
     static func quotedCount(_ text: UnsafeRawBufferPointer) -> Int {
-        if isVerbatim(text) { return text.count &+ 2 }
+        quotedCount(text, verbatim: isVerbatim(text))
+    }
+
+    /// `verbatim`: `isVerbatim(text)`, when the caller knows it already.
+    @inline(__always)
+    static func quotedCount(_ text: UnsafeRawBufferPointer, verbatim: Bool) -> Int {
+        if verbatim { return text.count &+ 2 }
         var n = 2
         for b in text {
             switch b {
@@ -159,13 +165,18 @@ public enum JSONSplice {
 
     /// `"text"` written at `out` as `appendQuoted` writes it; past the end.
     static func writeQuoted(_ text: UnsafeRawBufferPointer, at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        writeQuoted(text, verbatim: isVerbatim(text), at: out)
+    }
+
+    static func writeQuoted(_ text: UnsafeRawBufferPointer, verbatim: Bool,
+                            at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
         var o = out
         @inline(__always) func put(_ b: UInt8) {
             o.storeBytes(of: b, as: UInt8.self)
             o += 1
         }
         put(UInt8(ascii: "\""))
-        if isVerbatim(text), let base = text.baseAddress {
+        if verbatim, let base = text.baseAddress {
             o.copyMemory(from: base, byteCount: text.count)
             o += text.count
             put(UInt8(ascii: "\""))
@@ -266,6 +277,8 @@ extension JSONSplice {
         /// `JSONSplice.keys(path)`: what goes before the value when the keys
         /// from a level on are missing.
         let keys: [[UInt8]]
+        /// Whether the value goes between quotes as it is: looked at once.
+        let verbatim: Bool
 
         public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]]) {
             self.init(point, body: body, value: value, path: path, keys: JSONSplice.keys(path))
@@ -279,6 +292,7 @@ extension JSONSplice {
             self.value = value
             self.path = path
             self.keys = keys
+            verbatim = JSONSplice.isVerbatim(value)
         }
 
         public var from: Int { point.from }
@@ -288,7 +302,7 @@ extension JSONSplice {
 
         /// How many bytes `inserted(at:)` writes.
         public var insertedCount: Int {
-            let n = JSONSplice.quotedCount(value)
+            let n = JSONSplice.quotedCount(value, verbatim: verbatim)
             guard missingFrom >= 0, missingFrom < keys.count else { return n }
             return n + (comma ? 1 : 0) + keys[missingFrom].count + (path.count - missingFrom - 1)
         }
@@ -297,7 +311,9 @@ extension JSONSplice {
         /// missing keys (made once per location), the quoted value, braces.
         @discardableResult
         public func inserted(at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-            guard missingFrom >= 0, missingFrom < keys.count else { return JSONSplice.writeQuoted(value, at: out) }
+            guard missingFrom >= 0, missingFrom < keys.count else {
+                return JSONSplice.writeQuoted(value, verbatim: verbatim, at: out)
+            }
             var o = out
             if comma {
                 o.storeBytes(of: UInt8(ascii: ","), as: UInt8.self)
@@ -309,7 +325,7 @@ extension JSONSplice {
                 o.copyMemory(from: base, byteCount: p.count)
                 return o + p.count
             }
-            o = JSONSplice.writeQuoted(value, at: o)
+            o = JSONSplice.writeQuoted(value, verbatim: verbatim, at: o)
             for _ in 0..<(path.count - missingFrom - 1) {
                 o.storeBytes(of: UInt8(ascii: "}"), as: UInt8.self)
                 o += 1
@@ -336,6 +352,40 @@ extension JSONSplice {
 
         /// At most this many pieces make the new body.
         public var maxPieces: Int { 2 * max(body.runCount, 1) + 1 }
+
+        /// The client's bytes before the new ones, or after them, are
+        /// copied in with them when there are fewer than this: nginx then
+        /// passes the body on as one buffer or two, not three, which saves
+        /// it more than the copy costs (a 55-byte body goes as one buffer).
+        /// A longer part stays where it lies.
+        public static let copiedBelow = 1024
+
+        /// How many bytes `write(at:)` writes: the new ones, and the short
+        /// parts copied in with them.
+        public var writtenCount: Int {
+            let n = insertedCount
+            let tail = body.count - to
+            return n + (from < Splice.copiedBelow ? from : 0) + (tail < Splice.copiedBelow ? tail : 0)
+        }
+
+        /// The new body, in order, each piece given to `emit`: a long part
+        /// of the client's bytes where it lies, and one piece written at
+        /// `out` (`writtenCount` bytes): the new bytes, with the short
+        /// parts around them copied in.
+        public func write(at out: UnsafeMutableRawPointer, _ emit: (UnsafeRawBufferPointer) -> Void) {
+            let copiesHead = from < Splice.copiedBelow, copiesTail = body.count - to < Splice.copiedBelow
+            var o = out
+            func copy(_ part: UnsafeRawBufferPointer) {
+                guard let base = part.baseAddress else { return }
+                o.copyMemory(from: base, byteCount: part.count)
+                o += part.count
+            }
+            if copiesHead { originals(0, from, copy) } else { originals(0, from, emit) }
+            o = inserted(at: o)
+            if copiesTail { originals(to, Int.max, copy) }
+            emit(UnsafeRawBufferPointer(start: out, count: out.distance(to: o)))
+            if !copiesTail { originals(to, Int.max, emit) }
+        }
 
         /// The new body as pieces.
         public var pieces: [Piece] {

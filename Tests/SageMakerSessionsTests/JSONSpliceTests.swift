@@ -209,6 +209,40 @@ final class JSONSpliceTests: XCTestCase {
         }
     }
 
+    /// What the shim passes on: a short body as one piece, copied with
+    /// the id; a long one with its long parts where they lie and its short
+    /// ones copied next to the id; in runs too. Always the bytes `pieces` makes.
+    func testWrittenBodyCopiesOnlyItsShortParts() throws {
+        let long = String(repeating: "x", count: 3000)
+        let cases: [(String, [String], Int)] = [
+            (#"{"prompt":"hello, how are you today?","max_tokens":128}"#, ["session_id"], 1),
+            (#"{"prompt":"\#(long)"}"#, ["session_id"], 2),                          // the tail "}" copied
+            (#"{"session_id":"x","prompt":"\#(long)"}"#, ["session_id"], 2),        // the head copied
+            (#"{"a":"\#(long)","session_id":"x","b":"\#(long)"}"#, ["session_id"], 3),
+        ]
+        for (text, path, count) in cases {
+            let bytes = Array(text.utf8)
+            for cut in [0, 1, bytes.count / 2, bytes.count - 1] {
+                let body = cut == 0 ? RequestBody(kept(bytes))
+                    : RequestBody(segments: [kept(Array(bytes[..<cut])), kept(Array(bytes[cut...]))])
+                let utf8 = path.map { Array($0.utf8) }
+                let point = try JSONSplice.point(at: utf8, in: body)
+                let id = kept("ID")
+                let splice = JSONSplice.Splice(point, body: body, value: id, path: utf8)
+                let room = UnsafeMutableRawPointer.allocate(byteCount: splice.writtenCount, alignment: 1)
+                defer { room.deallocate() }
+                var got: [UnsafeRawBufferPointer] = []
+                splice.write(at: room) { got.append($0) }
+                XCTAssertEqual(got.flatMap { Array($0) }, splice.pieces.bytes, "\(count) cut \(cut)")
+                let written = got.filter { $0.baseAddress == UnsafeRawPointer(room) }
+                XCTAssertEqual(written.count, 1)
+                XCTAssertEqual(written.first?.count, splice.writtenCount)
+                if cut == 0 { XCTAssertEqual(got.count, count, "\(text.prefix(40)) in \(got.map { $0.count })") }
+                XCTAssertLessThanOrEqual(got.count, splice.maxPieces)
+            }
+        }
+    }
+
     /// The shim's writer (count, then bytes into its pool) quotes as
     /// `appendQuoted` does: every byte alone, at each place of an
     /// eight-byte word, and a session id.
