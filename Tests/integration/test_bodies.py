@@ -80,8 +80,10 @@ def test_no_injection_without_session_header(start_nginx, engine):
 def test_injection_into_pipelined_bodies_that_came_with_their_headers(start_nginx, engine):
     """Bodies that came in with their headers are injected where they lie,
     and taken out of the header buffer: each next request on the connection
-    is read from where the body before it ends."""
-    ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
+    is read from where the body before it ends. The request's own
+    Content-Length ($http_content_length) says the new length too."""
+    ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id; "
+                               "proxy_set_header X-Length $http_content_length;")
     sid = new_session(ngx)
 
     def request(body, sid=None, close=False):
@@ -107,6 +109,7 @@ def test_injection_into_pipelined_bodies_that_came_with_their_headers(start_ngin
     assert json.loads(got[3]) == {"prompt": "four", "session_id": sid}
     for r in engine.requests[before:]:
         assert r["headers"]["content-length"] == str(len(r["body"]))
+        assert r["headers"]["x-length"] == str(len(r["body"]))
 
 
 def test_injection_into_a_non_object_body_is_400(start_nginx, engine):
