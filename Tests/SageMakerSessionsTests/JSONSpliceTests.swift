@@ -244,15 +244,18 @@ final class JSONSpliceTests: XCTestCase {
     }
 
     /// The shim's writer (count, then bytes into its pool) quotes as
-    /// `appendQuoted` does: every byte alone, at each place of an
-    /// eight-byte word, and a session id.
+    /// `appendQuoted` does: every byte alone, at each place of texts
+    /// shorter than a word, of one or two words, of one vector or more, and
+    /// a session id.
     func testQuotedInPlaceAsAppended() {
         var cases: [[UInt8]] = [[], Array("2b4e1d2c-9f0a-4c3e-8d7b-6a5f4e3d2c1b".utf8), Array("héllo wörld, ünïcode".utf8)]
         for b in 0...255 {
-            for at in 0..<9 {
-                var text = [UInt8](repeating: UInt8(ascii: "a"), count: 9)
-                text[at] = UInt8(b)
-                cases.append(text)
+            for count in [7, 9, 15, 16, 17, 36] {
+                for at in 0..<count {
+                    var text = [UInt8](repeating: UInt8(ascii: "a"), count: count)
+                    text[at] = UInt8(b)
+                    cases.append(text)
+                }
             }
         }
         for text in cases {
