@@ -233,15 +233,34 @@ ngx_int_t
 ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
     sms_decision_t *d)
 {
-    off_t         len;
-    u_char       *p;
-    ngx_buf_t    *b;
-    ngx_uint_t    i, n;
-    ngx_chain_t  *cl, *out, *last;
+    off_t                     len;
+    size_t                    size;
+    u_char                   *p;
+    ngx_buf_t                *b;
+    ngx_uint_t                i, n;
+    ngx_chain_t              *cl, *out, *last;
+    ngx_http_request_body_t  *rb;
 
     if (d->npieces == 0) {
         return NGX_ERROR;
     }
+
+    /*
+     * the buffers, their links, the request body if there is none yet, and
+     * the new Content-Length's digits in one allocation, not one a piece
+     */
+
+    size = d->npieces * (sizeof(ngx_buf_t) + sizeof(ngx_chain_t))
+           + (r->request_body ? 0 : sizeof(ngx_http_request_body_t))
+           + NGX_OFF_T_LEN;
+
+    b = ngx_pcalloc(r->pool, size);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl = (ngx_chain_t *) (b + d->npieces);
+    p = (u_char *) (cl + d->npieces);
 
     if (r->request_body == NULL) {
         /*
@@ -250,22 +269,12 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
          * it again nor a next request on the connection begins inside it
          */
 
-        r->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-        if (r->request_body == NULL) {
-            return NGX_ERROR;
-        }
+        rb = (ngx_http_request_body_t *) p;
+        p += sizeof(ngx_http_request_body_t);
 
+        r->request_body = rb;
         r->header_in->pos += (size_t) r->headers_in.content_length_n;
         r->request_length += r->headers_in.content_length_n;
-    }
-
-    /* the buffers and their links in one allocation each, not one a piece */
-
-    b = ngx_pcalloc(r->pool, d->npieces * sizeof(ngx_buf_t));
-    cl = ngx_palloc(r->pool, d->npieces * sizeof(ngx_chain_t));
-
-    if (b == NULL || cl == NULL) {
-        return NGX_ERROR;
     }
 
     out = NULL;
@@ -314,11 +323,6 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
     r->headers_in.chunked = 0;
 
     if (r->headers_in.content_length) {
-        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
         r->headers_in.content_length->value.data = p;
         r->headers_in.content_length->value.len =
                           ngx_http_sagemaker_sessions_length(p, len) - p;
