@@ -22,22 +22,24 @@ typedef struct {
 static u_char *ngx_http_sagemaker_sessions_map(ngx_http_request_t *r,
     ngx_file_t *file, off_t offset, size_t size);
 static void ngx_http_sagemaker_sessions_unmap(void *data);
+static u_char *ngx_http_sagemaker_sessions_length(u_char *p, off_t n);
 
 
 /*
  * The whole body came in with the header, so the core can look at it where
  * it lies, without nginx reading it into a request body first: a request
- * passed on is then handled as if the module were not there, and one
- * answered here discards the body. Only a body to be replaced (injection)
- * has to be read, as do bodies still on their way, chunked, or in HTTP/2
- * and HTTP/3 frames.
+ * passed on is then handled as if the module were not there, one answered
+ * here discards the body, and a body replaced (injection) is taken out of
+ * the header buffer as nginx's reading would take it. Bodies still on their
+ * way, chunked, in HTTP/2 and HTTP/3 frames, or bound for a file
+ * (client_body_in_file_only) are read first.
  */
 
 ngx_int_t
 ngx_http_sagemaker_sessions_preread(ngx_http_request_t *r,
     ngx_http_sagemaker_sessions_loc_conf_t *slcf)
 {
-    return slcf->inject_path == NULL
+    return (slcf->inject_path == NULL || !r->request_body_in_file_only)
            && r->http_version < NGX_HTTP_VERSION_20
            && !r->headers_in.chunked
            && r->headers_in.content_length_n > 0
@@ -231,23 +233,48 @@ ngx_int_t
 ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
     sms_decision_t *d)
 {
-    off_t         len;
-    u_char       *p;
-    ngx_buf_t    *b;
-    ngx_uint_t    i, n;
-    ngx_chain_t  *cl, *out, *last;
+    off_t                     len;
+    size_t                    size;
+    u_char                   *p;
+    ngx_buf_t                *b;
+    ngx_uint_t                i, n;
+    ngx_chain_t              *cl, *out, *last;
+    ngx_http_request_body_t  *rb;
 
     if (d->npieces == 0) {
         return NGX_ERROR;
     }
 
-    /* the buffers and their links in one allocation each, not one a piece */
+    /*
+     * the buffers, their links, the request body if there is none yet, and
+     * the new Content-Length's digits in one allocation, not one a piece
+     */
 
-    b = ngx_pcalloc(r->pool, d->npieces * sizeof(ngx_buf_t));
-    cl = ngx_palloc(r->pool, d->npieces * sizeof(ngx_chain_t));
+    size = d->npieces * (sizeof(ngx_buf_t) + sizeof(ngx_chain_t))
+           + (r->request_body ? 0 : sizeof(ngx_http_request_body_t))
+           + NGX_OFF_T_LEN;
 
-    if (b == NULL || cl == NULL) {
+    b = ngx_pcalloc(r->pool, size);
+    if (b == NULL) {
         return NGX_ERROR;
+    }
+
+    cl = (ngx_chain_t *) (b + d->npieces);
+    p = (u_char *) (cl + d->npieces);
+
+    if (r->request_body == NULL) {
+        /*
+         * decided on where it lies (preread): the body is taken out of the
+         * header buffer, as reading it would, so that neither nginx reads
+         * it again nor a next request on the connection begins inside it
+         */
+
+        rb = (ngx_http_request_body_t *) p;
+        p += sizeof(ngx_http_request_body_t);
+
+        r->request_body = rb;
+        r->header_in->pos += (size_t) r->headers_in.content_length_n;
+        r->request_length += r->headers_in.content_length_n;
     }
 
     out = NULL;
@@ -296,14 +323,31 @@ ngx_http_sagemaker_sessions_replace_body(ngx_http_request_t *r,
     r->headers_in.chunked = 0;
 
     if (r->headers_in.content_length) {
-        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
         r->headers_in.content_length->value.data = p;
-        r->headers_in.content_length->value.len = ngx_sprintf(p, "%O", len) - p;
+        r->headers_in.content_length->value.len =
+                          ngx_http_sagemaker_sessions_length(p, len) - p;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A length in decimal, as ngx_sprintf(p, "%O") writes it, for about a
+ * tenth of its instructions (it parses its format on every call)
+ */
+
+static u_char *
+ngx_http_sagemaker_sessions_length(u_char *p, off_t n)
+{
+    u_char   digits[NGX_OFF_T_LEN], *d;
+
+    d = digits + NGX_OFF_T_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+
+    return ngx_cpymem(p, d, digits + NGX_OFF_T_LEN - d);
 }

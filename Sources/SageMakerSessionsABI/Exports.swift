@@ -364,8 +364,9 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
     return 0
 }
 
-/// A body to pass on: the client's bytes where they lie, the new ones
-/// written straight after the list of pieces, in the same allocation.
+/// A body to pass on: the client's long runs where they lie, the new bytes
+/// (with the short runs around them copied in, `Splice.write`) written
+/// straight after the list of pieces, in the same allocation.
 /// Apart, so that the decisions passed on as they are do not carry its frame.
 @inline(never)
 func write(_ point: JSONSplice.Point, _ body: RequestBody, _ header: UnsafeRawBufferPointer?,
@@ -376,19 +377,10 @@ func write(_ point: JSONSplice.Point, _ body: RequestBody, _ header: UnsafeRawBu
     }
     let splice = JSONSplice.Splice(point, body: body, value: header, path: path.utf8, keys: path.spliceKeys)
     let most = splice.maxPieces, stride = MemoryLayout<sms_str_t>.stride
-    let inserted = splice.insertedCount
-    guard let room = allocate(most * stride + inserted) else { return -1 }
+    guard let room = allocate(most * stride + splice.writtenCount) else { return -1 }
     let list = room.bindMemory(to: sms_str_t.self, capacity: most)
     var n = 0
-    splice.originals(0, splice.from) { bytes in
-        list[n] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
-        n += 1
-    }
-    let new = room + most * stride
-    splice.inserted(at: new)
-    list[n] = sms_str_t(data: new.assumingMemoryBound(to: UInt8.self), len: inserted)
-    n += 1
-    splice.originals(splice.to, Int.max) { bytes in
+    splice.write(at: room + most * stride) { bytes in
         list[n] = sms_str_t(data: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
         n += 1
     }

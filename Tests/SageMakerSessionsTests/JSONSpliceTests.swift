@@ -153,16 +153,109 @@ final class JSONSpliceTests: XCTestCase {
         }
     }
 
+    /// `plainEnd` finds the first byte that needs a look by its bit, in a
+    /// vector, a word, or the last word read back from the end: at every
+    /// start and every place in buffers of 0 to 40 bytes, alone and just
+    /// before the bytes a borrow could mark wrongly (`"#`, `\]`, 0x1f 0x20).
+    func testPlainEndFindsTheFirstSpecialByte() {
+        let specials: [[UInt8]] = [[0x00], [0x1f], [0x22], [0x5c], [0x80], [0xff], [0x22, 0x23], [0x5c, 0x5d],
+                                   [0x1f, 0x20], [0x00, 0x21], [0x80, 0x22]]
+        for count in 0...40 {
+            for special in specials + [[]] {
+                for at in 0...max(count - special.count, 0) where special.count <= count {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: count)
+                    bytes.replaceSubrange(at..<(at + special.count), with: special)
+                    let buffer = kept(bytes)
+                    for from in 0...count {
+                        var expected = from
+                        while expected < count, JSONSplice.isPlain(bytes[expected]) { expected += 1 }
+                        let got = buffer.baseAddress.map { JSONSplice.plainEnd($0, from, count) } ?? 0
+                        XCTAssertEqual(got, expected, "\(bytes) from \(from)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys are compared a word at a time: equal, and differing at each
+    /// place, for lengths 0 to 20.
+    func testSameComparesEveryByte() {
+        for n in 0...20 {
+            let a = kept((0..<n).map { UInt8(0x61 + $0) })
+            XCTAssertTrue(JSONSplice.same(a, kept((0..<n).map { UInt8(0x61 + $0) })), "\(n)")
+            XCTAssertFalse(JSONSplice.same(a, kept((0...n).map { UInt8(0x61 + $0) })), "\(n) and \(n + 1)")
+            for at in 0..<n {
+                var other = (0..<n).map { UInt8(0x61 + $0) }
+                other[at] ^= 0x20
+                XCTAssertFalse(JSONSplice.same(a, kept(other)), "\(n) at \(at)")
+            }
+        }
+    }
+
+    /// A body in runs is read as the same bytes in one: every two-way cut
+    /// of bodies that pass and fail in each part of the grammar.
+    func testEveryCutGivesTheSameAnswer() {
+        let docs = [#"{"a":"x\u00e9y","b":[1,-2.5e+3,true,false,null],"c":{"id":"é"}}"#, #"{"id":1,"id":{}}"#,
+                    "{\"a\":\"\u{1}\"}", #"{"a":"\ud83d\ude00"}"#, #"{"a":tru}"#, #"{"a":1} x"#, #" { } "#,
+                    #"{"c":{"id":"v"} }"#, #"{"a":"\x"}"#, #"{"a":01}"#]
+        for doc in docs {
+            let bytes = Array(doc.utf8)
+            let whole = Result { () throws(JSONSplice.Failure) in try JSONSplice.point(at: [Array("c".utf8), Array("id".utf8)], in: RequestBody(kept(bytes))) }
+            for cut in 0...bytes.count {
+                let body = RequestBody(segments: [kept(Array(bytes[..<cut])), kept(Array(bytes[cut...]))])
+                let parts = Result { () throws(JSONSplice.Failure) in try JSONSplice.point(at: [Array("c".utf8), Array("id".utf8)], in: body) }
+                XCTAssertEqual(parts, whole, "\(doc) cut at \(cut)")
+            }
+        }
+    }
+
+    /// What the shim passes on: a short body as one piece, copied with
+    /// the id; a long one with its long parts where they lie and its short
+    /// ones copied next to the id; in runs too. Always the bytes `pieces` makes.
+    func testWrittenBodyCopiesOnlyItsShortParts() throws {
+        let long = String(repeating: "x", count: 3000)
+        let cases: [(String, [String], Int)] = [
+            (#"{"prompt":"hello, how are you today?","max_tokens":128}"#, ["session_id"], 1),
+            (#"{"prompt":"\#(long)"}"#, ["session_id"], 2),                          // the tail "}" copied
+            (#"{"session_id":"x","prompt":"\#(long)"}"#, ["session_id"], 2),        // the head copied
+            (#"{"a":"\#(long)","session_id":"x","b":"\#(long)"}"#, ["session_id"], 3),
+        ]
+        for (text, path, count) in cases {
+            let bytes = Array(text.utf8)
+            for cut in [0, 1, bytes.count / 2, bytes.count - 1] {
+                let body = cut == 0 ? RequestBody(kept(bytes))
+                    : RequestBody(segments: [kept(Array(bytes[..<cut])), kept(Array(bytes[cut...]))])
+                let utf8 = path.map { Array($0.utf8) }
+                let point = try JSONSplice.point(at: utf8, in: body)
+                let id = kept("ID")
+                let splice = JSONSplice.Splice(point, body: body, value: id, path: utf8)
+                let room = UnsafeMutableRawPointer.allocate(byteCount: splice.writtenCount, alignment: 1)
+                defer { room.deallocate() }
+                var got: [UnsafeRawBufferPointer] = []
+                splice.write(at: room) { got.append($0) }
+                XCTAssertEqual(got.flatMap { Array($0) }, splice.pieces.bytes, "\(count) cut \(cut)")
+                let written = got.filter { $0.baseAddress == UnsafeRawPointer(room) }
+                XCTAssertEqual(written.count, 1)
+                XCTAssertEqual(written.first?.count, splice.writtenCount)
+                if cut == 0 { XCTAssertEqual(got.count, count, "\(text.prefix(40)) in \(got.map { $0.count })") }
+                XCTAssertLessThanOrEqual(got.count, splice.maxPieces)
+            }
+        }
+    }
+
     /// The shim's writer (count, then bytes into its pool) quotes as
-    /// `appendQuoted` does: every byte alone, at each place of an
-    /// eight-byte word, and a session id.
+    /// `appendQuoted` does: every byte alone, at each place of texts
+    /// shorter than a word, of one or two words, of one vector or more, and
+    /// a session id.
     func testQuotedInPlaceAsAppended() {
         var cases: [[UInt8]] = [[], Array("2b4e1d2c-9f0a-4c3e-8d7b-6a5f4e3d2c1b".utf8), Array("héllo wörld, ünïcode".utf8)]
         for b in 0...255 {
-            for at in 0..<9 {
-                var text = [UInt8](repeating: UInt8(ascii: "a"), count: 9)
-                text[at] = UInt8(b)
-                cases.append(text)
+            for count in [7, 9, 15, 16, 17, 36] {
+                for at in 0..<count {
+                    var text = [UInt8](repeating: UInt8(ascii: "a"), count: count)
+                    text[at] = UInt8(b)
+                    cases.append(text)
+                }
             }
         }
         for text in cases {

@@ -77,6 +77,41 @@ def test_no_injection_without_session_header(start_nginx, engine):
     assert engine.last["body"] == body
 
 
+def test_injection_into_pipelined_bodies_that_came_with_their_headers(start_nginx, engine):
+    """Bodies that came in with their headers are injected where they lie,
+    and taken out of the header buffer: each next request on the connection
+    is read from where the body before it ends. The request's own
+    Content-Length ($http_content_length) says the new length too."""
+    ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id; "
+                               "proxy_set_header X-Length $http_content_length;")
+    sid = new_session(ngx)
+
+    def request(body, sid=None, close=False):
+        head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\n" % len(body)
+        if sid:
+            head += f"{SESSION}: {sid}\r\n".encode()
+        if close:
+            head += b"Connection: close\r\n"
+        return head + b"\r\n" + body
+
+    bodies = [b'{"prompt":"one"}', b'{"prompt":"two","session_id":"forged"}', b'{"prompt":"three"}',
+              b'{"prompt":"four"}']
+    before = engine.count()
+    answer = raw_request(ngx.port, request(bodies[0], sid) + request(bodies[1], sid) + request(bodies[2])
+                         + request(bodies[3], sid, close=True))
+    assert answer.count(b"HTTP/1.1 200") == 4, answer
+    got = [r["body"] for r in engine.requests[before:]]
+    assert len(got) == 4, got
+    assert json.loads(got[0]) == {"prompt": "one", "session_id": sid}
+    assert json.loads(got[1]) == {"prompt": "two", "session_id": sid}
+    assert got[2] == bodies[2]
+    assert json.loads(got[3]) == {"prompt": "four", "session_id": sid}
+    for r in engine.requests[before:]:
+        assert r["headers"]["content-length"] == str(len(r["body"]))
+        assert r["headers"]["x-length"] == str(len(r["body"]))
+
+
 def test_injection_into_a_non_object_body_is_400(start_nginx, engine):
     ngx = start_nginx(location="sagemaker_session_manager session_id_path=session_id;")
     sid = new_session(ngx)
