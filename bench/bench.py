@@ -236,16 +236,28 @@ SWEEP_PAIRS = int(os.environ.get("BENCH_SWEEP_PAIRS", "3"))
 SWEEP_SECONDS = int(os.environ.get("BENCH_SWEEP_SECONDS", "3"))
 
 
+def sweep_buried(path):
+    """Sessions in the sweep's graveyard, whose files are still being
+    deleted: in each worker's part, `.graveyard/<pid>`."""
+    graveyard = os.path.join(path, ".graveyard")
+    try:
+        parts = os.listdir(graveyard)
+    except FileNotFoundError:  # none, or removed once empty
+        return 0
+    buried = 0
+    for part in parts:
+        try:
+            buried += len(os.listdir(os.path.join(graveyard, part)))
+        except (FileNotFoundError, NotADirectoryError):  # removed meanwhile
+            pass
+    return buried
+
+
 def sweep_left(path, live):
     """Expired sessions not yet gone: those in the sessions directory (but
-    the `live` ones) and those in the sweep's graveyard, whose files are
-    still being deleted."""
+    the `live` ones) and those in the sweep's graveyard."""
     names = os.listdir(path)
-    try:
-        buried = len(os.listdir(os.path.join(path, ".graveyard")))
-    except FileNotFoundError:  # none, or removed once empty
-        buried = 0
-    return sum(1 for n in names if not n.startswith(".") and n not in live) + buried
+    return sum(1 for n in names if not n.startswith(".") and n not in live) + sweep_buried(path)
 AFFINITY_REPLICAS = 3
 AFFINITY_TARGET = 0.97
 AFFINITY_BUILTIN = f"module, built-in session with affinity ({AFFINITY_REPLICAS} replicas)"

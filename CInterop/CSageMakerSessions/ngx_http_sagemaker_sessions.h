@@ -236,8 +236,8 @@ uint64_t sms_sweep_step(void *store);
 void sms_sweep_use_graveyard(void *store);
 /* sessions buried since the last call: the graveyard task is due */
 int64_t sms_sweep_take_buried(void *store);
-/* the graveyard's thread removed it, and nothing was buried since */
-void sms_sweep_graveyard_removed(void *store);
+/* this worker sweeps the entries whose name hashes to worker of workers */
+void sms_sweep_share(void *store, int64_t worker, int64_t workers);
 
 
 
