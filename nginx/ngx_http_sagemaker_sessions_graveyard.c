@@ -50,6 +50,9 @@ typedef struct {
     uint64_t                                  burst;    /* its start, ns */
     ngx_uint_t                                busy;     /* posted, not done */
     ngx_uint_t                                due;      /* buried since */
+    ngx_uint_t                                litter;   /* the part is there */
+    ngx_uint_t                                tidy;     /* this run removes
+                                                           the part */
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 } ngx_http_sagemaker_sessions_graveyard_t;
 
@@ -140,9 +143,12 @@ ngx_http_sagemaker_sessions_remove_in(
 
 
 /*
- * Every session this worker buried, then its part, the parts of workers
- * that are gone, and the graveyard itself if nothing was buried meanwhile
- * (rmdir fails on a directory that is not empty). A session
+ * Every session this worker buried, then the parts of workers that are
+ * gone; a tidy run (once the pass is over, or at exit) also removes this
+ * worker's part and the graveyard itself if nothing is left in it (rmdir
+ * fails on a directory that is not empty). Removing the part after every
+ * run made the sweep's next burial fail and make it again: two mkdir and
+ * a failed rename a tick, 12% of the worker's time in a pass. A session
  * holds .expiration_ts and perhaps a few more files: two system calls for
  * the usual one, a listing for the rest.
  */
@@ -210,7 +216,9 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
 
     (void) closedir(dir);
 
-    (void) rmdir((char *) gy->path);
+    if (gy->tidy) {
+        (void) rmdir((char *) gy->path);
+    }
 
     ngx_http_sagemaker_sessions_orphans(gy);
 }
@@ -278,7 +286,9 @@ ngx_http_sagemaker_sessions_orphans(ngx_http_sagemaker_sessions_graveyard_t *gy)
 
     (void) closedir(dir);
 
-    (void) rmdir((char *) gy->top);
+    if (gy->tidy) {
+        (void) rmdir((char *) gy->top);
+    }
 }
 
 
@@ -408,9 +418,18 @@ ngx_http_sagemaker_sessions_graveyard_post(
 
     if (sms_sweep_take_buried(smcf->store) > 0) {
         gy->due = 1;
+        gy->litter = 1;
     }
 
-    if (!gy->due || gy->busy || ngx_exiting || ngx_quit || ngx_terminate) {
+    if (gy->busy || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    /* while a pass buries, its part stays; once it is over, one tidy run */
+
+    gy->tidy = !gy->due && gy->litter && !sms_sweep_in_pass(smcf->store);
+
+    if (!gy->due && !gy->tidy) {
         return;
     }
 
@@ -420,6 +439,10 @@ ngx_http_sagemaker_sessions_graveyard_post(
 
     gy->busy = 1;
     gy->due = 0;
+
+    if (gy->tidy) {
+        gy->litter = 0;
+    }
 #endif
 }
 
@@ -444,6 +467,7 @@ ngx_http_sagemaker_sessions_graveyard_exit(
 
     gy = task->ctx;
     gy->paced = 0;
+    gy->tidy = 1;
     ngx_http_sagemaker_sessions_empty(gy);
 #endif
 }

@@ -57,6 +57,9 @@ final class ExpirySweep {
         if let dir { closedir(dir) }
     }
 
+    /// A pass is under way: its listing is open.
+    var inPass: Bool { dir != nil }
+
     static func monotonicNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -494,6 +494,9 @@ public final class SessionStore {
         sweep.step(store: self, now: now)
     }
 
+    /// A pass is under way (its listing open).
+    public var sweepInPass: Bool { sweep.inPass }
+
     /// The part of each pass this worker sweeps (every worker sweeps one).
     public var sweepShare: SweepShare {
         get { sweep.share }
