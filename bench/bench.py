@@ -551,6 +551,23 @@ def main():
         for url, lua in ((plain + "/invocations", plain_lua), (base + "/invocations", plain_lua),
                          (base + "/invocations", warm_lua), (base + "/inject", warm_lua)):
             wrk(url, lua, seconds=1)
+        if ONLY == "p99":
+            # issue 26 part 3: the valid session's p99 gap, and plain
+            # proxy_pass against itself beside it (the noise), pair by pair
+            sid = new_session(front_port)
+            sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+            for _ in range(int(os.environ.get("BENCH_P99_ROUNDS", "3"))):
+                measure("plain proxy_pass (baseline, against itself)", plain + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5))
+                measure("module, invocation with valid session", base + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5))
+                measure("plain proxy_pass against itself, 1 connection", plain + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5), connections=1)
+                measure("module, invocation with valid session, 1 connection", base + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5), connections=1)
+                for r in rows[-4:]:
+                    print(f"  {r['name']}: p99 gap {r['gap']['p99'] or 0:+.0f} us, ratio {r['ratio']:.3f}", flush=True)
+            return
         measure("nginx return 200 (ceiling)", base + "/ceiling", plain_lua, 0)
         rss_before = None
 
