@@ -189,6 +189,18 @@ def populate(path, count, expires_at):
             os.chown(os.path.join(d, ".expiration_ts"), uid, gid)
 
 
+def populate_one(path, sid, expires_at):
+    """One session of the library's format, named `sid`."""
+    d = os.path.join(path, sid)
+    os.mkdir(d)
+    with open(os.path.join(d, ".expiration_ts"), "w") as f:
+        f.write(json.dumps(expires_at))
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        for p in (d, os.path.join(d, ".expiration_ts")):
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+
+
 def clear(path):
     for name in os.listdir(path):
         shutil.rmtree(os.path.join(path, name), ignore_errors=True)
@@ -233,19 +245,31 @@ ONLY = os.environ.get("BENCH_ONLY", "")
 # the sweep scenario (BENCH_ONLY=sweep runs only it, and leaves results.md)
 SWEEP_SESSIONS = 100_000
 SWEEP_PAIRS = int(os.environ.get("BENCH_SWEEP_PAIRS", "3"))
-SWEEP_SECONDS = int(os.environ.get("BENCH_SWEEP_SECONDS", "3"))
+SWEEP_SECONDS = int(os.environ.get("BENCH_SWEEP_SECONDS", "2"))
+
+
+def sweep_buried(path):
+    """Sessions in the sweep's graveyard, whose files are still being
+    deleted: in each worker's part, `.graveyard/<pid>`."""
+    graveyard = os.path.join(path, ".graveyard")
+    try:
+        parts = os.listdir(graveyard)
+    except FileNotFoundError:  # none, or removed once empty
+        return 0
+    buried = 0
+    for part in parts:
+        try:
+            buried += len(os.listdir(os.path.join(graveyard, part)))
+        except (FileNotFoundError, NotADirectoryError):  # removed meanwhile
+            pass
+    return buried
 
 
 def sweep_left(path, live):
     """Expired sessions not yet gone: those in the sessions directory (but
-    the `live` ones) and those in the sweep's graveyard, whose files are
-    still being deleted."""
+    the `live` ones) and those in the sweep's graveyard."""
     names = os.listdir(path)
-    try:
-        buried = len(os.listdir(os.path.join(path, ".graveyard")))
-    except FileNotFoundError:  # none, or removed once empty
-        buried = 0
-    return sum(1 for n in names if not n.startswith(".") and n not in live) + buried
+    return sum(1 for n in names if not n.startswith(".") and n not in live) + sweep_buried(path)
 AFFINITY_REPLICAS = 3
 AFFINITY_TARGET = 0.97
 AFFINITY_BUILTIN = f"module, built-in session with affinity ({AFFINITY_REPLICAS} replicas)"
@@ -364,6 +388,42 @@ def affinity_summary(by):
     return lines
 
 
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def paired(ref_run, got_run, pairs):
+    """[(ref, got)]: `pairs` pairs of runs back to back, every other pair
+    the other way round, so that a drift within pairs favours neither side."""
+    runs = []
+    for i in range(pairs):
+        if i % 2:
+            got = got_run()
+            ref = ref_run()
+        else:
+            ref = ref_run()
+            got = got_run()
+        runs.append((ref, got))
+    return runs
+
+
+def summary_of(runs):
+    """got and ref (medians of each side), the median of the pairs' ratios,
+    and the latency gaps, paired as the ratio is: each pair's gap, then
+    their median, so that a drift between pairs cancels out."""
+    got = {k: median([g[k] for _, g in runs]) for k in ("rps", "p50", "p99")}
+    got["non2xx"] = sum(g["non2xx"] for _, g in runs)
+    ref = {k: median([r[k] for r, _ in runs]) for k in ("rps", "p50", "p99")}
+    ratio = median([g["rps"] / r["rps"] for r, g in runs])
+    gap = {k: median([g[k] - r[k] for r, g in runs if g[k] is not None and r[k] is not None])
+           for k in ("p50", "p99")}
+    return got, ref, ratio, gap
+
+
 def main():
     if not os.path.exists(MODULE):
         sys.exit(f"{MODULE} is missing: run `make build`")
@@ -415,35 +475,10 @@ def main():
         cycle_lua = script(work, "cycle", CYCLE_LUA)
         new_lua = script(work, "new", POST_LUA % ('{"requestType":"NEW_SESSION"}', ""))
 
-        def median(values):
-            values = sorted(v for v in values if v is not None)
-            if not values:
-                return None
-            mid = len(values) // 2
-            return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
         def measure(name, url, lua, live, plain_url=None, plain_script=None, pairs=PAIRS, connections=CONNECTIONS):
-            pairs_run = []
-            for i in range(pairs):
-                # every other pair the other way round, so that a drift
-                # within pairs favours neither side
-                ref_run = lambda: wrk(plain_url or twin(url), plain_script or plain_lua, connections=connections)
-                got_run = lambda: wrk(url, lua, connections=connections)
-                if i % 2:
-                    got = got_run()
-                    ref = ref_run()
-                else:
-                    ref = ref_run()
-                    got = got_run()
-                pairs_run.append((ref, got))
-            got = {k: median([g[k] for _, g in pairs_run]) for k in ("rps", "p50", "p99")}
-            got["non2xx"] = sum(g["non2xx"] for _, g in pairs_run)
-            ref = {k: median([r[k] for r, _ in pairs_run]) for k in ("rps", "p50", "p99")}
-            ratio = median([g["rps"] / r["rps"] for r, g in pairs_run])
-            # latency against plain, paired as the ratio is: each pair's gap,
-            # then their median, so that a drift between pairs cancels out
-            gap = {k: median([g[k] - r[k] for r, g in pairs_run if g[k] is not None and r[k] is not None])
-                   for k in ("p50", "p99")}
+            got, ref, ratio, gap = summary_of(paired(
+                lambda: wrk(plain_url or twin(url), plain_script or plain_lua, connections=connections),
+                lambda: wrk(url, lua, connections=connections), pairs))
             rows.append({"name": name, "live": live, **got, "ref": ref, "ratio": ratio, "gap": gap})
             print(f"{name:<52} {live:>7} {got['rps']:>10,.0f} req/s  p50 {fmt(got['p50'])} us  "
                   f"p99 {fmt(got['p99'])} us  ×{ratio:.3f} plain  (plain p99 {fmt(ref['p99'])} us)", flush=True)
@@ -451,32 +486,28 @@ def main():
 
         def sweep_scenario():
             """Expiry sweeping under load: 100k expired sessions, a 20 s
-            lifetime, swept while a valid session is measured against plain
-            proxy_pass (SWEEP_PAIRS pairs back to back); then how many were
-            left when the runs ended, and when the pass had removed them all."""
+            lifetime. While the pass runs, SWEEP_PAIRS pairs back to back of
+            plain proxy_pass and the module sending the very same requests
+            (a valid session's), in the worker that sweeps; once the pass is
+            over, as many pairs again. Then how many were left when the runs
+            ended, and when the pass had removed them all."""
             nonlocal master
             stop(master)
             clear(sessions)
             populate(sessions, SWEEP_SESSIONS, time.time() - 10)
+            # the measured session, written as the library would, lives an hour
+            sid = str(uuid.uuid4())
+            populate_one(sessions, sid, time.time() + 3600)
+            live = {sid}
             master = front(expiration="20s")
-            started_at = time.time()
-            pass_starts = started_at + 1  # the first pass starts a second after the workers
-            live = set()  # the measured sessions, one a pair (each lives 20 s)
+            pass_starts = time.time() + 1  # the first pass starts a second after the workers
             before = sweep_left(sessions, live)
-            pairs_run = []
-            for i in range(SWEEP_PAIRS):
-                sid = new_session(front_port)
-                live.add(sid)
-                sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
-                ref_run = lambda: wrk(plain + "/invocations", plain_lua, seconds=SWEEP_SECONDS)
-                got_run = lambda: wrk(base + "/invocations", sess_lua, seconds=SWEEP_SECONDS)
-                if i % 2:
-                    got = got_run()
-                    ref = ref_run()
-                else:
-                    ref = ref_run()
-                    got = got_run()
-                pairs_run.append((ref, got))
+            sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+
+            def pairs():
+                return paired(lambda: wrk(plain + "/invocations", sess_lua, seconds=SWEEP_SECONDS),
+                              lambda: wrk(base + "/invocations", sess_lua, seconds=SWEEP_SECONDS), SWEEP_PAIRS)
+            during = pairs()
             after = sweep_left(sessions, live)
             measured_for = time.time() - pass_starts
             deadline = time.time() + 120
@@ -484,18 +515,24 @@ def main():
                 time.sleep(0.1)
             left = sweep_left(sessions, live)
             took = time.time() - pass_starts if not left else None
-            swept = {k: median([g[k] for _, g in pairs_run]) for k in ("rps", "p50", "p99")}
-            ref = {k: median([r[k] for r, _ in pairs_run]) for k in ("rps", "p50", "p99")}
-            gap = median([g["p99"] - r["p99"] for r, g in pairs_run if g["p99"] is not None and r["p99"] is not None])
+            quiet = pairs()
+            swept, ref, ratio, gap = summary_of(during)
+            calm, calm_ref, _, calm_gap = summary_of(quiet)
+            # what the sweep adds to a request: the module's p99 while it
+            # runs against plain proxy_pass's once it is over, pair by pair
+            felt = median([g["p99"] - r["p99"] for (_, g), (r, _) in zip(during, quiet)
+                           if g["p99"] is not None and r["p99"] is not None])
             rows.append({"name": "module, valid session while 100k expired are swept", "live": before, **swept,
-                         "ref": ref, "ratio": median([g["rps"] / r["rps"] for r, g in pairs_run]),
-                         "gap": {"p50": None, "p99": gap}})
+                         "ref": ref, "ratio": ratio, "gap": gap})
             print(f"sweep: {before:,} expired before, {after:,} left after {measured_for:.1f} s of runs, "
                   f"{left:,} at the end; pass {'%.1f s' % took if took is not None else 'not done in 120 s'}; "
-                  f"p99 {fmt(swept['p99'])} us, {gap or 0:+,.0f} us over plain (median of {SWEEP_PAIRS} pairs); "
-                  f"{sum(g['non2xx'] for _, g in pairs_run):,} non-2xx answers",
+                  f"valid session p99 {fmt(swept['p99'])} us while swept: {gap['p99'] or 0:+,.0f} us over plain "
+                  f"beside it, {felt or 0:+,.0f} us over plain once the pass is over (plain p99 {fmt(ref['p99'])} us "
+                  f"during, {fmt(calm_ref['p99'])} us after; the module {calm_gap['p99'] or 0:+,.0f} us over it "
+                  f"after; medians of {SWEEP_PAIRS} pairs); {swept['non2xx']:,} non-2xx answers",
                   flush=True)
-            notes.append(("sweep", before, after, swept, ref, gap, measured_for, left, took))
+            notes.append(("sweep", before, after, swept, ref, gap["p99"], measured_for, left, took, felt,
+                          calm_ref, calm_gap["p99"]))
 
         if ONLY == "sweep":
             sweep_scenario()
@@ -514,6 +551,23 @@ def main():
         for url, lua in ((plain + "/invocations", plain_lua), (base + "/invocations", plain_lua),
                          (base + "/invocations", warm_lua), (base + "/inject", warm_lua)):
             wrk(url, lua, seconds=1)
+        if ONLY == "p99":
+            # issue 26 part 3: the valid session's p99 gap, and plain
+            # proxy_pass against itself beside it (the noise), pair by pair
+            sid = new_session(front_port)
+            sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
+            for _ in range(int(os.environ.get("BENCH_P99_ROUNDS", "3"))):
+                measure("plain proxy_pass (baseline, against itself)", plain + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5))
+                measure("module, invocation with valid session", base + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5))
+                measure("plain proxy_pass against itself, 1 connection", plain + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5), connections=1)
+                measure("module, invocation with valid session, 1 connection", base + "/invocations", sess_lua, 0,
+                        plain_script=sess_lua, pairs=max(PAIRS, 5), connections=1)
+                for r in rows[-4:]:
+                    print(f"  {r['name']}: p99 gap {r['gap']['p99'] or 0:+.0f} us, ratio {r['ratio']:.3f}", flush=True)
+            return
         measure("nginx return 200 (ceiling)", base + "/ceiling", plain_lua, 0)
         rss_before = None
 
@@ -721,13 +775,15 @@ def report(rows, notes, py_rows):
                            f"{note[2]:,} kB after the 100k-session runs; each worker caches at most 4,096 "
                            "sessions (about 1 MB), whatever the number on disk")
         elif note[0] == "sweep":
-            _, before, after, swept, ref, gap, measured_for, left, took = note
+            _, before, after, swept, ref, gap, measured_for, left, took, felt, calm_ref, calm_gap = note
             summary.append(f"- sweep: {before:,} expired sessions on disk when the pass began, {after:,} left after "
                            f"{measured_for:.0f} s of measured runs, {left:,} at the end; the pass took "
                            + (f"{took:.1f} s" if took is not None else "more than 120 s")
                            + " (target: all gone within 30 s); valid-session p99 meanwhile "
-                           f"{fmt(swept['p99'])} µs, plain proxy_pass's {fmt(ref['p99'])} µs: {gap or 0:+,.0f} µs, "
-                           f"the median of {SWEEP_PAIRS} pairs' gaps (target: within +200 µs)")
+                           f"{fmt(swept['p99'])} µs: {felt or 0:+,.0f} µs over plain proxy_pass's once the pass is "
+                           f"over ({fmt(calm_ref['p99'])} µs; target: within +200 µs), {gap or 0:+,.0f} µs over "
+                           f"plain proxy_pass's beside it in the sweeping worker ({fmt(ref['p99'])} µs); "
+                           f"medians of {SWEEP_PAIRS} pairs' gaps")
         elif note[0] == "observed":
             r = note[1]
             summary.append(f"- the status page's shared counters and the session variables in a JSON access log: "

@@ -79,7 +79,7 @@ ngx_http_sagemaker_sessions_expire_conf(ngx_conf_t *cf,
 }
 
 
-/* in each worker: the sweep (in one) finds entries, this timer calls */
+/* in each worker: its part of the sweep finds entries, this timer calls */
 
 void
 ngx_http_sagemaker_sessions_expire_init(ngx_cycle_t *cycle,

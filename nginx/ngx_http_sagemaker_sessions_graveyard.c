@@ -6,9 +6,13 @@
  * aio threads reads files. Without threads (NGX_THREADS unset, or no pool
  * in this worker) the sweep deletes the files itself, as before.
  *
- * One task per worker, posted again while sessions are buried; the thread
- * touches only files, never the Swift store. A worker that exits empties
- * what its thread left.
+ * One task per worker (every worker sweeps its part), posted again while
+ * sessions are buried. Each worker buries in its own part of the
+ * graveyard, .graveyard/<pid>, which only its thread empties: no two
+ * threads try the same entry. A part whose worker is gone (killed, or a
+ * graveyard from before) is any thread's to empty. The thread touches
+ * only files, never the Swift store. A worker that exits empties what its
+ * thread left.
  */
 
 #include <ngx_config.h>
@@ -39,19 +43,26 @@
 
 
 typedef struct {
-    u_char                                   *path;     /* NUL-terminated */
+    u_char                                   *top;      /* .graveyard, NUL- */
+    u_char                                   *path;     /* its <pid> part, */
+    u_char                                   *pid;      /*   terminated */
     ngx_uint_t                                paced;    /* in the thread */
     uint64_t                                  burst;    /* its start, ns */
-    ngx_uint_t                                removed;  /* the directory too */
     ngx_uint_t                                busy;     /* posted, not done */
     ngx_uint_t                                due;      /* buried since */
+    ngx_uint_t                                litter;   /* the part is there */
+    ngx_uint_t                                tidy;     /* this run removes
+                                                           the part */
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 } ngx_http_sagemaker_sessions_graveyard_t;
 
 
 static void ngx_http_sagemaker_sessions_empty(
     ngx_http_sagemaker_sessions_graveyard_t *gy);
-static void ngx_http_sagemaker_sessions_remove_in(int fd, ngx_uint_t depth);
+static void ngx_http_sagemaker_sessions_orphans(
+    ngx_http_sagemaker_sessions_graveyard_t *gy);
+static void ngx_http_sagemaker_sessions_remove_in(
+    ngx_http_sagemaker_sessions_graveyard_t *gy, int fd, ngx_uint_t depth);
 static void ngx_http_sagemaker_sessions_pace(
     ngx_http_sagemaker_sessions_graveyard_t *gy);
 
@@ -92,7 +103,8 @@ ngx_http_sagemaker_sessions_pace(ngx_http_sagemaker_sessions_graveyard_t *gy)
 /* unlinks what a directory held open holds, a few levels deep; closes fd */
 
 static void
-ngx_http_sagemaker_sessions_remove_in(int fd, ngx_uint_t depth)
+ngx_http_sagemaker_sessions_remove_in(
+    ngx_http_sagemaker_sessions_graveyard_t *gy, int fd, ngx_uint_t depth)
 {
     int             child;
     DIR            *dir;
@@ -118,10 +130,12 @@ ngx_http_sagemaker_sessions_remove_in(int fd, ngx_uint_t depth)
         child = openat(fd, de->d_name,
                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (child >= 0) {
-            ngx_http_sagemaker_sessions_remove_in(child, depth + 1);
+            ngx_http_sagemaker_sessions_remove_in(gy, child, depth + 1);
         }
 
         (void) unlinkat(fd, de->d_name, AT_REMOVEDIR);
+
+        ngx_http_sagemaker_sessions_pace(gy);
     }
 
     (void) closedir(dir);
@@ -129,8 +143,12 @@ ngx_http_sagemaker_sessions_remove_in(int fd, ngx_uint_t depth)
 
 
 /*
- * Every buried session, then the graveyard itself if nothing was buried
- * meanwhile (rmdir fails on a directory that is not empty). A session
+ * Every session this worker buried, then the parts of workers that are
+ * gone; a tidy run (once the pass is over, or at exit) also removes this
+ * worker's part and the graveyard itself if nothing is left in it (rmdir
+ * fails on a directory that is not empty). Removing the part after every
+ * run made the sweep's next burial fail and make it again: two mkdir and
+ * a failed rename a tick, 12% of the worker's time in a pass. A session
  * holds .expiration_ts and perhaps a few more files: two system calls for
  * the usual one, a listing for the rest.
  */
@@ -144,19 +162,19 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
     struct dirent  *de;
     char            file[NAME_MAX + sizeof("/.expiration_ts")];
 
-    gy->removed = 0;
     gy->burst = ngx_http_sagemaker_sessions_ns();
 
     fd = open((char *) gy->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
                                  | O_CLOEXEC);
     if (fd < 0) {
-        gy->removed = (errno == ENOENT);
+        ngx_http_sagemaker_sessions_orphans(gy);
         return;
     }
 
     dir = fdopendir(fd);
     if (dir == NULL) {
         (void) close(fd);
+        ngx_http_sagemaker_sessions_orphans(gy);
         return;
     }
 
@@ -189,7 +207,7 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
             (void) unlinkat(fd, de->d_name, 0);
 
         } else {
-            ngx_http_sagemaker_sessions_remove_in(child, 1);
+            ngx_http_sagemaker_sessions_remove_in(gy, child, 1);
             (void) unlinkat(fd, de->d_name, AT_REMOVEDIR);
         }
 
@@ -198,7 +216,79 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
 
     (void) closedir(dir);
 
-    gy->removed = (rmdir((char *) gy->path) == 0 || errno == ENOENT);
+    if (gy->tidy) {
+        (void) rmdir((char *) gy->path);
+    }
+
+    ngx_http_sagemaker_sessions_orphans(gy);
+}
+
+
+/*
+ * The graveyard's other entries: a part named by the pid of a live process
+ * is that worker's (kill(pid, 0) does not fail with ESRCH), anything else
+ * (a worker killed, an entry of a graveyard from before) is removed here.
+ * The graveyard holds one part per worker: a few entries to list.
+ */
+
+static void
+ngx_http_sagemaker_sessions_orphans(ngx_http_sagemaker_sessions_graveyard_t *gy)
+{
+    int             fd, child;
+    DIR            *dir;
+    u_char         *p;
+    ngx_int_t       pid;
+    struct dirent  *de;
+
+    fd = open((char *) gy->top, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+                                | O_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+
+    dir = fdopendir(fd);
+    if (dir == NULL) {
+        (void) close(fd);
+        return;
+    }
+
+    while ((de = readdir(dir)) != NULL) {
+        if (ngx_http_sagemaker_sessions_dots(de->d_name)
+            || ngx_strcmp(de->d_name, gy->pid) == 0)
+        {
+            continue;
+        }
+
+        for (p = (u_char *) de->d_name; *p >= '0' && *p <= '9'; p++) {
+            /* void */
+        }
+
+        pid = (*p == '\0') ? ngx_atoi((u_char *) de->d_name,
+                                      p - (u_char *) de->d_name)
+                           : NGX_ERROR;
+
+        if (pid > 0 && (kill((pid_t) pid, 0) == 0 || errno != ESRCH)) {
+            continue;
+        }
+
+        if (unlinkat(fd, de->d_name, 0) == 0 || errno != EISDIR) {
+            continue;
+        }
+
+        child = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+                                       | O_CLOEXEC);
+        if (child >= 0) {
+            ngx_http_sagemaker_sessions_remove_in(gy, child, 1);
+        }
+
+        (void) unlinkat(fd, de->d_name, AT_REMOVEDIR);
+    }
+
+    (void) closedir(dir);
+
+    if (gy->tidy) {
+        (void) rmdir((char *) gy->top);
+    }
 }
 
 
@@ -222,10 +312,6 @@ ngx_http_sagemaker_sessions_graveyard_done(ngx_event_t *ev)
     gy = ev->data;
     gy->busy = 0;
 
-    if (gy->removed && !gy->due) {
-        sms_sweep_graveyard_removed(gy->smcf->store);
-    }
-
     ngx_http_sagemaker_sessions_graveyard_post(gy->smcf);
 }
 
@@ -248,7 +334,7 @@ ngx_http_sagemaker_sessions_graveyard_conf(ngx_conf_t *cf,
 }
 
 
-/* in the sweeping worker: its task, and the sweep told to bury */
+/* in each worker: its task, and the sweep told to bury */
 
 ngx_int_t
 ngx_http_sagemaker_sessions_graveyard_init(ngx_cycle_t *cycle,
@@ -274,15 +360,29 @@ ngx_http_sagemaker_sessions_graveyard_init(ngx_cycle_t *cycle,
 
     gy = task->ctx;
     gy->smcf = smcf;
-    gy->path = ngx_pnalloc(cycle->pool, smcf->path.len
-                           + sizeof("/" NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD));
+
+    /* <path>/.graveyard and <path>/.graveyard/<pid>, as the store names them */
+
+    gy->top = ngx_pnalloc(cycle->pool, smcf->path.len
+                          + sizeof("/" NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD));
+    gy->pid = ngx_pnalloc(cycle->pool, NGX_INT64_LEN + 1);
+    if (gy->top == NULL || gy->pid == NULL) {
+        return NGX_ERROR;
+    }
+
+    *ngx_sprintf(gy->pid, "%P", ngx_pid) = '\0';
+
+    p = ngx_cpymem(gy->top, smcf->path.data, smcf->path.len);
+    p = ngx_cpymem(p, "/" NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD,
+                   sizeof("/" NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD) - 1);
+    *p = '\0';
+
+    gy->path = ngx_pnalloc(cycle->pool, p - gy->top + 1 + NGX_INT64_LEN + 1);
     if (gy->path == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(gy->path, smcf->path.data, smcf->path.len);
-    ngx_memcpy(p, "/" NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD,
-               sizeof("/" NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD));
+    *ngx_sprintf(gy->path, "%s/%s", gy->top, gy->pid) = '\0';
 
     task->handler = ngx_http_sagemaker_sessions_graveyard_thread;
     task->event.handler = ngx_http_sagemaker_sessions_graveyard_done;
@@ -318,9 +418,18 @@ ngx_http_sagemaker_sessions_graveyard_post(
 
     if (sms_sweep_take_buried(smcf->store) > 0) {
         gy->due = 1;
+        gy->litter = 1;
     }
 
-    if (!gy->due || gy->busy || ngx_exiting || ngx_quit || ngx_terminate) {
+    if (gy->busy || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    /* while a pass buries, its part stays; once it is over, one tidy run */
+
+    gy->tidy = !gy->due && gy->litter && !sms_sweep_in_pass(smcf->store);
+
+    if (!gy->due && !gy->tidy) {
         return;
     }
 
@@ -330,6 +439,10 @@ ngx_http_sagemaker_sessions_graveyard_post(
 
     gy->busy = 1;
     gy->due = 0;
+
+    if (gy->tidy) {
+        gy->litter = 0;
+    }
 #endif
 }
 
@@ -354,6 +467,7 @@ ngx_http_sagemaker_sessions_graveyard_exit(
 
     gy = task->ctx;
     gy->paced = 0;
+    gy->tidy = 1;
     ngx_http_sagemaker_sessions_empty(gy);
 #endif
 }

@@ -33,7 +33,7 @@ typedef struct {
     ngx_event_t                sweep;
     ngx_event_t                turn;        /* posted: the loop's turn ends */
 
-    /* the sweep's graveyard task and its thread pool, in the sweeping
+    /* the sweep's graveyard task and its thread pool, in each
      * worker with threads (_graveyard.c), else NULL */
     ngx_thread_task_t         *graveyard;
     void                      *graveyard_pool;

@@ -75,14 +75,17 @@ ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev)
 
 
 /*
- * every worker keeps its own inotify-checked cache of sessions; one worker
- * sweeps expired sessions, in small steps on a timer
+ * every worker keeps its own inotify-checked cache of sessions, and sweeps
+ * its part of the expired sessions (those whose name hashes to its number),
+ * in small steps on a timer: the pass keeps its length whatever the number
+ * of workers
  */
 
 ngx_int_t
 ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
 {
     char                                      warning[SMS_ERRLEN];
+    ngx_core_conf_t                          *ccf;
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
     if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
@@ -115,11 +118,16 @@ ngx_http_sagemaker_sessions_init_process(ngx_cycle_t *cycle)
     smcf->turn.log = cycle->log;
 
     /* each worker calls the closes it owes: its own request path's tried
-     * again, and, in the sweeping one, those the sweep finds */
+     * again, and those its part of the sweep finds */
     ngx_http_sagemaker_sessions_expire_init(cycle, smcf);
 
-    if (ngx_worker != 0) {
-        return NGX_OK;
+    /* a single process (master_process off) is the only one */
+
+    if (ngx_process == NGX_PROCESS_WORKER) {
+        ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx,
+                                               ngx_core_module);
+        sms_sweep_share(smcf->store, (int64_t) ngx_worker,
+                        (int64_t) ccf->worker_processes);
     }
 
     if (ngx_http_sagemaker_sessions_graveyard_init(cycle, smcf) != NGX_OK) {

@@ -248,8 +248,10 @@ uint64_t sms_sweep_step(void *store);
 void sms_sweep_use_graveyard(void *store);
 /* sessions buried since the last call: the graveyard task is due */
 int64_t sms_sweep_take_buried(void *store);
-/* the graveyard's thread removed it, and nothing was buried since */
-void sms_sweep_graveyard_removed(void *store);
+/* 1 while a pass of the sweep is under way, 0 between passes */
+int sms_sweep_in_pass(void *store);
+/* this worker sweeps the entries whose name hashes to worker of workers */
+void sms_sweep_share(void *store, int64_t worker, int64_t workers);
 
 
 /*

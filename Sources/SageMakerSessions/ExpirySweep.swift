@@ -18,6 +18,10 @@ import Glibc
 /// worker's time for 6 s; spread over 30 s, about 3%. After each tick the
 /// pause to the next is set by what is left and what that tick got through;
 /// a pass that is behind ticks every millisecond.
+///
+/// Every worker sweeps, each the entries its `share` owns: a tick reads up
+/// to `batch` entries per worker, examines only its own (at most `batch`),
+/// and passes over the others by their name's hash alone.
 final class ExpirySweep {
     /// Entries examined per tick at most, and the shortest pause between ticks.
     static let batch = 16
@@ -32,6 +36,8 @@ final class ExpirySweep {
     static let grace: Double = 60
 
     let interval: Double
+    /// The part of each pass this worker sweeps.
+    var share = SweepShare()
     private var dir: OpaquePointer?
     private var nextPass: Double = 0
     /// When this pass should be done, and how many entries the sessions
@@ -50,6 +56,9 @@ final class ExpirySweep {
     deinit {
         if let dir { closedir(dir) }
     }
+
+    /// A pass is under way: its listing is open.
+    var inPass: Bool { dir != nil }
 
     static func monotonicNanoseconds() -> UInt64 {
         var ts = timespec()
@@ -83,20 +92,27 @@ final class ExpirySweep {
         }
         let deadline = clock() &+ ExpirySweep.budget
         var examined = 0
-        while examined < ExpirySweep.batch && (examined == 0 || clock() < deadline) {
+        var visited = 0
+        while examined < ExpirySweep.batch && visited < ExpirySweep.batch * share.workers
+                && (visited == 0 || clock() < deadline) {
             guard let d = dir, let entry = readdir(d) else {
                 if let d = dir { closedir(d) }
                 dir = nil
                 nextPass = now + interval
                 return UInt64(interval * 1000)
             }
+            visited += 1
+            let mine = withUnsafePointer(to: &entry.pointee.d_name) {
+                share.owns(UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            guard mine else { continue }
             examine(FileSystem.entryName(entry), store: store, now: now)
             examined += 1
         }
-        left = left.map { max(0, $0 - examined) }
+        left = left.map { max(0, $0 - visited) }
         // uncounted, or none left by the count yet the directory goes on
         guard let left, left > 0 else { return ExpirySweep.tickMs }
-        return ExpirySweep.pace(entries: left, perTick: examined, within: passEnds - now)
+        return ExpirySweep.pace(entries: left, perTick: visited, within: passEnds - now)
     }
 
     private func examine(_ name: String, store: SessionStore, now: Double) {

@@ -120,12 +120,15 @@ public final class SessionStore {
     /// that does not count a directory's subdirectories.
     public func directoryCount() -> Int64? {
         sessionsDirectory.lookUp(perTurn: cache.perTurn)
-        return sessionsDirectory.sessions
+        return sessionsDirectory.sessions.map { max(0, $0 - sessionsDirectory.graveyards()) }
     }
 
+    /// The graveyard is looked for only when the link count reaches the
+    /// limit, the one count it can change: a create below it costs no more.
     func isFull() -> Bool {
-        guard let count = directoryCount() else { return false }
-        return count >= maxSessions
+        sessionsDirectory.lookUp(perTurn: cache.perTurn)
+        guard let count = sessionsDirectory.sessions, count >= maxSessions else { return false }
+        return count - sessionsDirectory.graveyards() >= maxSessions
     }
 
     /// Where a session's entries are reached from; see `SessionsDirectory`.
@@ -410,16 +413,9 @@ public final class SessionStore {
         return buried
     }
 
-    /// The thread emptied the graveyard and removed it, and nothing was
-    /// buried since: the sessions directory's link count no longer has it.
-    public func graveyardRemoved() {
-        sessionsDirectory.graveyard = false
-    }
-
     /// The sweep found the graveyard in a pass (left by a worker that ended
-    /// before its thread was done): counted, and emptied as if just filled.
+    /// before its thread was done): emptied as if just filled.
     func foundGraveyard() {
-        sessionsDirectory.graveyard = true
         buried += 1
     }
 
@@ -447,13 +443,12 @@ public final class SessionStore {
         do {
             try FileSystem.rename(prefix + id, prefix + goneName, in: fd)
         } catch {
-            guard burying, error.code != ENOENT || (try? FileSystem.makeDirectory(
-                prefix + SessionStore.graveyardName, in: fd, mode: 0o700)) != nil else {
+            guard burying, error.code != ENOENT || remakeGraveyard(in: fd, prefix: prefix) else {
                 // the session is gone (or the graveyard could not be made again)
                 if error.code == ENOENT { return false }
                 throw error
             }
-            // The graveyard was removed by its thread (made again now), or a
+            // The graveyard was removed by a thread (made again now), or a
             // directory another user owns cannot change its parent (its `..`
             // would change): renamed beside the sessions as without one.
             if error.code != ENOENT {
@@ -475,7 +470,6 @@ public final class SessionStore {
             _ = unlinkat(fd, gone + "/" + SessionStore.homeFile, 0)
         }
         if burying && graveyard {
-            sessionsDirectory.graveyard = true
             buried += 1
         } else {
             try? FileSystem.removeTree(gone, in: fd, expecting: SessionStore.expirationFile)
@@ -488,11 +482,24 @@ public final class SessionStore {
         return SessionStore.removingPrefix + id + "-" + String(rng.next(), radix: 36)
     }
 
-    /// Unique among this process's burials; a name another worker chose
-    /// holds its pid. Never a session's name: it is in the graveyard.
+    /// In this worker's own part of the graveyard, `.graveyard/<pid>`,
+    /// which only its thread empties: threads of several workers never
+    /// contend for one entry (emptying one shared directory, 8 workers'
+    /// threads tried the same entries and fell behind the renames). Unique
+    /// among this process's burials; never a session's name.
     private func buryingName(for id: String) -> String {
         burials &+= 1
-        return SessionStore.graveyardName + "/" + id + "-" + pid + "-" + String(burials)
+        return SessionStore.graveyardName + "/" + pid + "/" + id + "-" + String(burials)
+    }
+
+    /// A burial found no such directory: the graveyard, or this worker's part
+    /// of it, made again (a thread removes each once empty). False when
+    /// both were there, so that it was the session that was gone.
+    private func remakeGraveyard(in fd: Int32, prefix: String) -> Bool {
+        let top = prefix + SessionStore.graveyardName
+        let madeTop = (try? FileSystem.makeDirectory(top, in: fd, mode: 0o700)) != nil
+        let madeOwn = (try? FileSystem.makeDirectory(top + "/" + pid, in: fd, mode: 0o700)) != nil
+        return madeTop || madeOwn
     }
 
     /// Makes the directory usable by nginx's worker user when the master runs
@@ -508,5 +515,14 @@ public final class SessionStore {
     /// One bounded step of the sweep; returns milliseconds until the next.
     public func sweepStep(now: Double = WallClock.now()) -> UInt64 {
         sweep.step(store: self, now: now)
+    }
+
+    /// A pass is under way (its listing open).
+    public var sweepInPass: Bool { sweep.inPass }
+
+    /// The part of each pass this worker sweeps (every worker sweeps one).
+    public var sweepShare: SweepShare {
+        get { sweep.share }
+        set { sweep.share = newValue }
     }
 }

@@ -20,11 +20,9 @@ final class SessionsDirectory {
     /// system does not count them (a link count below 2) or it is missing.
     private(set) var sessions: Int64?
 
-    /// The sweep's graveyard is one of its subdirectories, and no session:
-    /// the link count less one while this worker knows it is there. Other
-    /// workers count it, so their limit comes one session early while a
-    /// sweep buries sessions.
-    var graveyard = false
+    /// Whether the sweep's graveyard was there when last looked for in
+    /// this turn (nil: not looked for).
+    private var graveyardSeen: Bool?
 
     init(path: String) { self.path = path }
 
@@ -41,7 +39,8 @@ final class SessionsDirectory {
         if perTurn { fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         var st = stat()
         let found = (fd >= 0 ? fstat(fd, &st) : stat(path, &st)) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-        sessions = found && st.st_nlink >= 2 ? max(0, Int64(st.st_nlink) - 2 - (graveyard ? 1 : 0)) : nil
+        sessions = found && st.st_nlink >= 2 ? max(0, Int64(st.st_nlink) - 2) : nil
+        graveyardSeen = nil
         lookedUpThisTurn = perTurn
     }
 
@@ -59,6 +58,19 @@ final class SessionsDirectory {
         if fd >= 0 { close(fd) }
         fd = -1
         lookedUpThisTurn = false
+    }
+
+    /// The subdirectories counted in `sessions` that are no session: 1 while
+    /// the sweep's graveyard is there (any worker's sweep may have made or
+    /// removed it), else 0. One `fstatat`, once per turn.
+    func graveyards() -> Int64 {
+        if graveyardSeen == nil {
+            var st = stat()
+            let name = SessionStore.graveyardName
+            let found = fd >= 0 ? fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) : lstat(path + "/" + name, &st)
+            graveyardSeen = found == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        }
+        return graveyardSeen == true ? 1 : 0
     }
 
     func added() { sessions = sessions.map { $0 + 1 } }

@@ -322,9 +322,16 @@ public func sms_sweep_take_buried(_ store: UnsafeMutableRawPointer?) -> Int64 {
     Int64(object(store, as: SessionStore.self)?.takeBuried() ?? 0)
 }
 
-@_cdecl("sms_sweep_graveyard_removed")
-public func sms_sweep_graveyard_removed(_ store: UnsafeMutableRawPointer?) {
-    object(store, as: SessionStore.self)?.graveyardRemoved()
+/// 1 while a pass is under way: the graveyard's part stays until it is over.
+@_cdecl("sms_sweep_in_pass")
+public func sms_sweep_in_pass(_ store: UnsafeMutableRawPointer?) -> Int32 {
+    (object(store, as: SessionStore.self)?.sweepInPass ?? false) ? 1 : 0
+}
+
+/// This worker sweeps the entries whose name hashes to `worker` of `workers`.
+@_cdecl("sms_sweep_share")
+public func sms_sweep_share(_ store: UnsafeMutableRawPointer?, _ worker: Int64, _ workers: Int64) {
+    object(store, as: SessionStore.self)?.sweepShare = SweepShare(worker: Int(worker), workers: Int(workers))
 }
 
 // MARK: - conversions

@@ -391,7 +391,10 @@ final class SessionStoreTests: TempDirectoryTestCase {
         let live = try s.create(now: now).id
         _ = sweepUntilPassEnds(s, now: now)
         XCTAssertEqual(TestFS.entries(root).sorted(), [SessionStore.graveyardName, live].sorted())
-        let buried = TestFS.entries(root + "/" + SessionStore.graveyardName)
+        // in this worker's own part of the graveyard, named by its pid
+        let own = SessionStore.graveyardName + "/" + String(getpid())
+        XCTAssertEqual(TestFS.entries(root + "/" + SessionStore.graveyardName), [String(getpid())])
+        let buried = TestFS.entries(root + "/" + own)
         XCTAssertEqual(buried.count, 5)
         for id in expired {
             XCTAssertEqual(buried.filter { $0.hasPrefix(id + "-") }.count, 1)
@@ -402,9 +405,18 @@ final class SessionStoreTests: TempDirectoryTestCase {
         // the graveyard is a subdirectory, not a session
         XCTAssertEqual(s.directoryCount(), 1)
         // emptied and removed by the thread: counted again as the link count says
-        for name in buried { try FileSystem.removeTree(root + "/" + SessionStore.graveyardName + "/" + name) }
+        for name in buried { try FileSystem.removeTree(root + "/" + own + "/" + name) }
+        XCTAssertEqual(rmdir(root + "/" + own), 0)
+        s.endTurn()
+        XCTAssertEqual(s.directoryCount(), 1)
+        // a part removed by its thread is made again at the next burial
+        let more = try s.create(now: now - 5000).id
+        s.endTurn()
+        _ = sweepUntilPassEnds(s, now: now + 500)
+        XCTAssertEqual(TestFS.entries(root + "/" + own).filter { $0.hasPrefix(more + "-") }.count, 1)
+        for name in TestFS.entries(root + "/" + own) { try FileSystem.removeTree(root + "/" + own + "/" + name) }
+        XCTAssertEqual(rmdir(root + "/" + own), 0)
         XCTAssertEqual(rmdir(root + "/" + SessionStore.graveyardName), 0)
-        s.graveyardRemoved()
         s.endTurn()
         XCTAssertEqual(s.directoryCount(), 1)
         // a pass that finds a graveyard left behind asks for it to be emptied
@@ -412,6 +424,49 @@ final class SessionStoreTests: TempDirectoryTestCase {
         s.endTurn()
         _ = sweepUntilPassEnds(s, now: now + 1000)
         XCTAssertGreaterThan(s.takeBuried(), 0)
+    }
+
+    /// The graveyard is no session at the limit either, whichever worker's
+    /// sweep made it: a store that never buried anything does not count it.
+    func testAtTheLimitAGraveyardIsNoSession() throws {
+        let s = SessionStore(root: root, expiration: 1200, maxSessions: 2)
+        _ = try s.create()
+        XCTAssertEqual(mkdir(root + "/" + SessionStore.graveyardName, 0o700), 0)
+        s.endTurn()
+        XCTAssertEqual(s.directoryCount(), 1)
+        _ = try s.create()
+        XCTAssertThrowsError(try s.create()) { XCTAssertEqual($0 as? SystemError, .limitReached) }
+    }
+
+    /// Workers share a pass by the names' hash: each sweeps its own part,
+    /// no entry is examined by two, and together they sweep them all.
+    func testWorkersShareAPass() throws {
+        let stores = (0..<3).map { worker -> SessionStore in
+            let s = store()
+            s.sweepShare = SweepShare(worker: worker, workers: 3)
+            return s
+        }
+        let now = (WallClock.now()).rounded(.down) + 100_000
+        var expired: [String] = []
+        for _ in 0..<60 { expired.append(try stores[0].create(now: now - 5000).id) }
+        let keep = try stores[0].create(now: now).id
+        var swept: [Set<String>] = []
+        for s in stores {
+            let before = Set(TestFS.entries(root))
+            _ = sweepUntilPassEnds(s, now: now)
+            let gone = before.subtracting(TestFS.entries(root))
+            for id in gone {
+                let owner = id.withCString { SweepShare.hash($0) % 3 }
+                XCTAssertEqual(Int(owner), s.sweepShare.worker, "\(id) swept by another worker")
+            }
+            swept.append(gone)
+        }
+        XCTAssertEqual(TestFS.entries(root), [keep])
+        XCTAssertEqual(swept.reduce(Set<String>()) { $0.union($1) }, Set(expired))
+        XCTAssertTrue(swept.allSatisfy { !$0.isEmpty }, "a worker swept nothing: \(swept.map(\.count))")
+        // out of range: one sweeps all
+        XCTAssertEqual(SweepShare(worker: 3, workers: 3), SweepShare())
+        XCTAssertEqual(SweepShare(worker: 0, workers: 0), SweepShare())
     }
 
     /// Without one, the sweep deletes the files itself, and a graveyard
