@@ -8,7 +8,7 @@
 #       SMS_MODULE=build/versions/1.18.0/module/ngx_http_sagemaker_sessions_module.so
 #
 # The source comes from Tests/versions/nginx-source.sh. nginx is configured
-# as a distribution would (--with-compat, HTTP/2, threads, SSL) in a copy of
+# as a distribution would (--with-compat, HTTP/2, threads, SSL, auth_request) in a copy of
 # the source (build/versions/VERSION/build), so the tree our module is built
 # against stays pristine. The NDK is built with -DNDK_SET_VAR
 # -DNDK_UPSTREAM_LIST, as Debian builds it: without them it does not export
@@ -34,16 +34,21 @@ case $version in 1.18.*) cc_opt="$cc_opt -Wno-deprecated-declarations" ;; esac
 
 fail() { tail -30 "$1" >&2; echo "error: nginx $version: $2, see $1" >&2; exit 1; }
 
-if [ ! -e "$tree/.built" ]; then
+# as distributions build it: auth_request too (Debian's, Ubuntu's and
+# nginx.org's nginx have it; the one-verdict race tests hold a request there)
+flags="--with-compat --with-threads --with-http_v2_module --with-http_ssl_module --with-http_auth_request_module"
+
+# built once per set of flags: .built holds the flags it was built with
+if [ "$(cat "$tree/.built" 2>/dev/null)" != "$flags $cc_opt" ]; then
     rm -rf "$tree" && cp -r "$src" "$tree"
-    (cd "$tree" && ./configure --prefix="$dir/prefix" --with-compat --with-threads \
-        --with-http_v2_module --with-http_ssl_module --with-cc-opt="$cc_opt" \
+    # shellcheck disable=SC2086
+    (cd "$tree" && ./configure --prefix="$dir/prefix" $flags --with-cc-opt="$cc_opt" \
         --add-dynamic-module="$dir/ndk") > "$dir/configure.log" 2>&1 \
         || fail "$dir/configure.log" "configure failed"
     "$make" -C "$tree" -j"$(nproc)" > "$dir/make.log" 2>&1 \
         || fail "$dir/make.log" "nginx or the NDK did not build"
     mkdir -p "$dir/prefix/logs"
-    touch "$tree/.built"
+    echo "$flags $cc_opt" > "$tree/.built"
 fi
 
 # NDK_SRC: the headers of the NDK built here. The module without NDK (its
