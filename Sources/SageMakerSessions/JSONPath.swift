@@ -5,9 +5,9 @@ public struct JSONPath: Equatable, CustomStringConvertible {
     public let segments: [String]
     /// The segments as bytes, for matching against raw JSON.
     public let utf8: [[UInt8]]
-    /// `JSONSplice.keys(utf8)`: the keys an injection writes when they are
-    /// missing, quoted once here rather than on each request.
-    public let spliceKeys: [[UInt8]]
+    /// The path made ready for an injection (its keys, and what is written
+    /// when they are missing), once here rather than on each request.
+    public let splice: JSONSplice.Path
 
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case empty
@@ -25,10 +25,12 @@ public struct JSONPath: Equatable, CustomStringConvertible {
         }
     }
 
+    public static func == (a: JSONPath, b: JSONPath) -> Bool { a.segments == b.segments }
+
     public init(segments: [String]) {
         self.segments = segments
         self.utf8 = segments.map { Array($0.utf8) }
-        self.spliceKeys = JSONSplice.keys(utf8)
+        self.splice = JSONSplice.Path(utf8: utf8)
     }
 
     /// Read by Unicode scalar, not by `Character`: a combining mark after a
@@ -46,7 +48,10 @@ public struct JSONPath: Equatable, CustomStringConvertible {
                 var closed = false
                 while i < chars.count {
                     let c = chars[i]
+                    // a key holding NUL cannot be written by jansson (found by fuzzing)
+                    if c.value == 0 { throw ParseError.unexpected(Character(c), at: i) }
                     if c == "\\", i + 1 < chars.count {
+                        if chars[i + 1].value == 0 { throw ParseError.unexpected(Character(chars[i + 1]), at: i + 1) }
                         segment.append(chars[i + 1])
                         i += 2
                         continue

@@ -35,30 +35,15 @@ public enum JSONSplice {
     /// The body with `value` (a string) at `path`, where the last occurrence
     /// of a repeated key is the one a JSON parser keeps.
     public static func set(_ value: String, at path: [String], in body: RequestBody) throws(Failure) -> [Piece] {
-        try set(value, at: path, utf8: path.map { Array($0.utf8) }, in: body)
-    }
-
-    /// `utf8`: the path's segments as bytes, computed once per location.
-    public static func set(_ value: String, at path: [String], utf8: [[UInt8]], in body: RequestBody) throws(Failure) -> [Piece] {
         var value = value
         return try value.withUTF8 { v in
-            Result { () throws(Failure) in try set(UnsafeRawBufferPointer(v), at: path, utf8: utf8, in: body) }
+            Result { () throws(Failure) in try set(UnsafeRawBufferPointer(v), at: Path(path), in: body) }
         }.get()
     }
 
     /// `value`: the string's UTF-8 bytes, where the caller holds them.
-    public static func set(_ value: UnsafeRawBufferPointer, at path: [String], utf8: [[UInt8]],
-                           in body: RequestBody) throws(Failure) -> [Piece] {
-        try splice(value, at: utf8, in: body).pieces
-    }
-
-    /// The same decision as `set`, without building the new body: where the
-    /// quoted value goes, which the caller writes out where it wants (the
-    /// shim's pool). Nothing is allocated for a one-run body and a one-key
-    /// path, as nearly every injection is. `value` must outlive the result.
-    public static func splice(_ value: UnsafeRawBufferPointer, at utf8: [[UInt8]],
-                              in body: RequestBody) throws(Failure) -> Splice {
-        Splice(try point(at: utf8, in: body), body: body, value: value, path: utf8)
+    public static func set(_ value: UnsafeRawBufferPointer, at path: Path, in body: RequestBody) throws(Failure) -> [Piece] {
+        Splice(try point(at: path, in: body), body: body, value: value, path: path).pieces
     }
 
     /// Per level of `path`, what goes before the value when the keys from
@@ -79,31 +64,29 @@ public enum JSONSplice {
     /// carries, so that a decision stays small and holds no reference (its
     /// copies and its end cost nothing on the requests passed on as they are).
     public static func point(at utf8: [[UInt8]], in body: RequestBody) throws(Failure) -> Point {
-        guard let first = utf8.first else { throw .notAnObject }
-        let result = utf8.withUnsafeBufferPointer { (path) -> Result<Point, Failure> in
-            first.withUnsafeBytes { (key) -> Result<Point, Failure> in
-                Result { () throws(Failure) -> Point in try point(at: path, first: key, in: body) }
-            }
-        }
-        return try result.get()
+        let path = Path(utf8: utf8)
+        defer { withExtendedLifetime(path) {} }
+        return try point(at: path, in: body)
     }
 
-    /// The scan itself, with the path lent.
-    static func point(at path: UnsafeBufferPointer<[UInt8]>, first: UnsafeRawBufferPointer,
-                      in body: RequestBody) throws(Failure) -> Point {
+    /// The scan itself. Nothing is allocated for a path of one key, as
+    /// nearly every one is.
+    public static func point(at path: Path, in body: RequestBody) throws(Failure) -> Point {
+        let keys = path.keys
+        guard !keys.isEmpty else { throw .notAnObject }
         var deeper = UnsafeMutableBufferPointer<Level>(start: nil, count: 0)
-        if path.count > 1 {
-            deeper = .allocate(capacity: path.count - 1)
+        if keys.count > 1 {
+            deeper = .allocate(capacity: keys.count - 1)
             deeper.initialize(repeating: Level())
         }
         defer { deeper.deallocate() }   // Level holds no reference: nothing to deinitialize
         if let one = body.oneRun {
             guard let base = one.baseAddress else { throw .notAnObject }
-            var scanner = Scanner(OneRun(base, one.count), path: path, first: first, deeper: deeper)
+            var scanner = Scanner(OneRun(base, one.count), keys: keys, deeper: deeper)
             try scanner.document()
             return try scanner.point()
         }
-        var scanner = Scanner(Runs(body.segments), path: path, first: first, deeper: deeper)
+        var scanner = Scanner(Runs(body.segments), keys: keys, deeper: deeper)
         try scanner.document()
         return try scanner.point()
     }
@@ -281,60 +264,58 @@ extension JSONSplice {
         public let body: RequestBody
         let point: Point
         let value: UnsafeRawBufferPointer
-        let path: [[UInt8]]
-        /// `JSONSplice.keys(path)`: what goes before the value when the keys
-        /// from a level on are missing.
-        let keys: [[UInt8]]
+        /// What goes before the value when keys are missing (`Path`'s
+        /// prefix from the first missing level), lent by the path; empty
+        /// when the value replaces one.
+        let prefix: UnsafeRawBufferPointer
+        /// The braces that close the missing objects.
+        let closers: Int
         /// Whether the value goes between quotes as it is: looked at once.
         let verbatim: Bool
 
-        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]]) {
-            self.init(point, body: body, value: value, path: path, keys: JSONSplice.keys(path))
-        }
-
-        /// `keys`: `JSONSplice.keys(path)`, made once per location.
-        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: [[UInt8]],
-                    keys: [[UInt8]]) {
+        /// `path` must outlive it, as `value` and `body` must.
+        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: Path) {
             self.point = point
             self.body = body
             self.value = value
-            self.path = path
-            self.keys = keys
+            let missing = Int(point.missingFrom)
+            if missing >= 0, missing < path.count {
+                prefix = path.prefixes[missing]
+                closers = path.count &- missing &- 1
+            } else {
+                prefix = UnsafeRawBufferPointer(start: nil, count: 0)
+                closers = 0
+            }
             verbatim = JSONSplice.isVerbatim(value)
         }
 
         public var from: Int { point.from }
         public var to: Int { point.to }
-        var missingFrom: Int { Int(point.missingFrom) }
-        var comma: Bool { point.comma }
+        /// Keys are written before the value: it was missing.
+        var inserts: Bool { !prefix.isEmpty }
 
         /// How many bytes `inserted(at:)` writes.
         public var insertedCount: Int {
             let n = JSONSplice.quotedCount(value, verbatim: verbatim)
-            guard missingFrom >= 0, missingFrom < keys.count else { return n }
-            return n + (comma ? 1 : 0) + keys[missingFrom].count + (path.count - missingFrom - 1)
+            guard inserts else { return n }
+            return n &+ (point.comma ? 1 : 0) &+ prefix.count &+ closers
         }
 
         /// The new bytes written at `out`; past them: a comma perhaps, the
-        /// missing keys (made once per location), the quoted value, braces.
+        /// missing keys, the quoted value, braces.
         @discardableResult
         public func inserted(at out: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-            guard missingFrom >= 0, missingFrom < keys.count else {
+            guard inserts, let keys = prefix.baseAddress else {
                 return JSONSplice.writeQuoted(value, verbatim: verbatim, at: out)
             }
             var o = out
-            if comma {
+            if point.comma {
                 o.storeBytes(of: UInt8(ascii: ","), as: UInt8.self)
                 o += 1
             }
-            let prefix = keys[missingFrom]
-            o = prefix.withUnsafeBytes { p in
-                guard let base = p.baseAddress else { return o }
-                o.copyMemory(from: base, byteCount: p.count)
-                return o + p.count
-            }
-            o = JSONSplice.writeQuoted(value, verbatim: verbatim, at: o)
-            for _ in 0..<(path.count - missingFrom - 1) {
+            o.copyMemory(from: keys, byteCount: prefix.count)
+            o = JSONSplice.writeQuoted(value, verbatim: verbatim, at: o + prefix.count)
+            for _ in 0..<closers {
                 o.storeBytes(of: UInt8(ascii: "}"), as: UInt8.self)
                 o += 1
             }

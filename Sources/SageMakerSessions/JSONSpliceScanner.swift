@@ -221,22 +221,18 @@ extension JSONSplice {
         }
 
         var input: Input
-        /// The path, lent by the caller.
-        let path: UnsafeBufferPointer<[UInt8]>
-        /// path[0]'s bytes, lent too: the key compared in the body's top
-        /// object without reaching into `path` (which retains).
-        let first: UnsafeRawBufferPointer
+        /// The path's keys, lent by the caller (`Path`).
+        let keys: UnsafeBufferPointer<UnsafeRawBufferPointer>
         /// Per level of the path: the last value found for its key, and the
         /// object that holds it.
         var levels: Levels
 
         /// Everything lent must outlive the scanner; `deeper` holds
-        /// path.count - 1 levels.
-        init(_ input: Input, path: UnsafeBufferPointer<[UInt8]>, first: UnsafeRawBufferPointer,
+        /// keys.count - 1 levels.
+        init(_ input: Input, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
              deeper: UnsafeMutableBufferPointer<Level>) {
             self.input = input
-            self.path = path
-            self.first = first
+            self.keys = keys
             levels = Levels(deeper: deeper)
         }
 
@@ -285,12 +281,12 @@ extension JSONSplice {
                 try expect(UInt8(ascii: ":"))
                 skipBlanks()
                 if matches {
-                    for deeper in (level + 1)..<max(level + 1, path.count) {
+                    for deeper in (level + 1)..<max(level + 1, keys.count) {
                         levels[deeper] = Level()
                     }
                     let start = input.position
                     let isObject = input.peek() == UInt8(ascii: "{")
-                    try value(depth: depth + 1, level: isObject && level + 1 < path.count ? level + 1 : -1)
+                    try value(depth: depth + 1, level: isObject && level + 1 < keys.count ? level + 1 : -1)
                     levels[level].found = Found(start: start, end: input.position, isObject: isObject)
                 } else {
                     try value(depth: depth + 1, level: -1)
@@ -382,7 +378,7 @@ extension JSONSplice {
 
         /// At a key's `"`: whether it is path[level] once unescaped.
         mutating func key(matching level: Int) throws(Failure) -> Bool {
-            let got = level == 0 ? scan(matching: first) : path[level].withUnsafeBytes { wanted in scan(matching: wanted) }
+            let got = scan(matching: keys[level])
             guard got >= 0 else { throw .notAnObject }
             return got == 1
         }
@@ -516,18 +512,18 @@ extension JSONSplice {
         // MARK: the new body
 
         func point() throws(Failure) -> Point {
-            for level in 0..<path.count {
+            for level in 0..<keys.count {
                 guard let hit = levels[level].found else {
                     // insert what is missing before the holder's closing brace
                     guard let holder = levels[level].holder else { throw .notAnObject }
                     return Point(from: holder.close, to: holder.close, missingFrom: Int32(truncatingIfNeeded: level),
                                  comma: !holder.isEmpty)
                 }
-                if level == path.count - 1 {
+                if level == keys.count - 1 {
                     return Point(from: hit.start, to: hit.end, missingFrom: -1, comma: false)
                 }
                 guard hit.isObject else {
-                    throw .blocked(prefix: path[...level].map { String(decoding: $0, as: UTF8.self) })
+                    throw .blocked(prefix: keys.prefix(level + 1).map { String(decoding: $0, as: UTF8.self) })
                 }
             }
             throw .notAnObject

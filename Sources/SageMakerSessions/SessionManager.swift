@@ -231,7 +231,7 @@ public struct SessionManager {
 
     func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSONSplice.Point {
         do {
-            return try JSONSplice.point(at: path.utf8, in: body)
+            return try JSONSplice.point(at: path.splice, in: body)
         } catch {
             switch error {
             case .notAnObject: throw .notAnObject(path: path.description)

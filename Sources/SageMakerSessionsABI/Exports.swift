@@ -379,10 +379,10 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
 func write(_ point: JSONSplice.Point, _ body: RequestBody, _ header: UnsafeRawBufferPointer?,
            _ location: UnsafeMutableRawPointer?, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
-    guard let header, let path = borrow(location, as: Location.self, { $0.configured.injectPath }) ?? nil else {
+    guard let header, let path = borrow(location, as: Location.self, { $0.configured.injectPath?.splice }) ?? nil else {
         return -1
     }
-    let splice = JSONSplice.Splice(point, body: body, value: header, path: path.utf8, keys: path.spliceKeys)
+    let splice = JSONSplice.Splice(point, body: body, value: header, path: path)
     let most = splice.maxPieces, stride = MemoryLayout<sms_str_t>.stride
     guard let room = allocate(most * stride + splice.writtenCount) else { return -1 }
     let list = room.bindMemory(to: sms_str_t.self, capacity: most)

@@ -37,7 +37,7 @@ var current: (body: UnsafeRawBufferPointer, header: [UInt8]) = (UnsafeRawBufferP
 /// The bytes of the body a decision passes on.
 func joined(_ point: JSONSplice.Point) -> [UInt8] {
     current.header.withUnsafeBytes {
-        joined(JSONSplice.Splice(point, body: RequestBody(current.body), value: $0, path: injectPath.utf8).pieces)
+        joined(JSONSplice.Splice(point, body: RequestBody(current.body), value: $0, path: injectPath.splice).pieces)
     }
 }
 

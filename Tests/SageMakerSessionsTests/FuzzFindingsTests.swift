@@ -42,6 +42,18 @@ final class FuzzFindingsTests: XCTestCase {
         }
     }
 
+    // MARK: a path key holding NUL, which jansson cannot set ("out of memory" before)
+
+    func testAQuotedPathSegmentHoldingNULIsRefused() {
+        XCTAssertThrowsError(try JSONPath(parsing: "\"a\u{0}b\"")) { error in
+            XCTAssertEqual(error as? JSONPath.ParseError, .unexpected("\u{0}", at: 2))
+        }
+        XCTAssertThrowsError(try JSONPath(parsing: "x.\"a\\\u{0}\"")) { error in
+            XCTAssertEqual(error as? JSONPath.ParseError, .unexpected("\u{0}", at: 5))
+        }
+        XCTAssertThrowsError(try JSONPath(parsing: "a\u{0}b"))   // bare: refused as before
+    }
+
     // MARK: paths read by grapheme cluster (corpus/jsonpath/found-combining-mark)
 
     /// A combining mark right after a quote or a dot formed one `Character`

@@ -225,10 +225,11 @@ final class JSONSpliceTests: XCTestCase {
             for cut in [0, 1, bytes.count / 2, bytes.count - 1] {
                 let body = cut == 0 ? RequestBody(kept(bytes))
                     : RequestBody(segments: [kept(Array(bytes[..<cut])), kept(Array(bytes[cut...]))])
-                let utf8 = path.map { Array($0.utf8) }
-                let point = try JSONSplice.point(at: utf8, in: body)
+                let compiled = JSONSplice.Path(path)
+                defer { withExtendedLifetime(compiled) {} }
+                let point = try JSONSplice.point(at: compiled, in: body)
                 let id = kept("ID")
-                let splice = JSONSplice.Splice(point, body: body, value: id, path: utf8)
+                let splice = JSONSplice.Splice(point, body: body, value: id, path: compiled)
                 let room = UnsafeMutableRawPointer.allocate(byteCount: splice.writtenCount, alignment: 1)
                 defer { room.deallocate() }
                 var got: [UnsafeRawBufferPointer] = []

@@ -188,7 +188,7 @@ extension SessionManager {
         }
         guard let path = injectPath else { return nil }
         return Array(id.utf8).withUnsafeBytes {
-            JSONSplice.Splice(point, body: RequestBody(body), value: $0, path: path.utf8).pieces
+            JSONSplice.Splice(point, body: RequestBody(body), value: $0, path: path.splice).pieces
         }
     }
 }
