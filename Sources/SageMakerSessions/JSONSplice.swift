@@ -274,7 +274,7 @@ extension JSONSplice {
         let verbatim: Bool
 
         /// `path` must outlive it, as `value` and `body` must.
-        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: Path) {
+        public init(_ point: Point, body: RequestBody, value: UnsafeRawBufferPointer, path: borrowing Path) {
             self.point = point
             self.body = body
             self.value = value

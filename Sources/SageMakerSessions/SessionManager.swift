@@ -49,6 +49,11 @@ public struct SessionManager {
     public let store: SessionStore?
     /// Where the session id goes in the body of an invocation, if anywhere.
     public let injectPath: JSONPath?
+    /// `injectPath`'s splice form (no keys without one), held apart and not
+    /// optional: reaching it through the optional struct copies the struct
+    /// (a retain for each of its arrays), and an optional held across a
+    /// typed `try` is copied through its metadata (120 instructions).
+    public let injectSplice: JSONSplice.Path
 
     public let createHandler: CreateHandler?
     public let closeHandler: CloseHandler?
@@ -57,6 +62,7 @@ public struct SessionManager {
                 createHandler: CreateHandler? = nil, closeHandler: CloseHandler? = nil) {
         self.store = store
         self.injectPath = injectPath
+        injectSplice = injectPath?.splice ?? JSONSplice.Path(utf8: [])
         self.createHandler = createHandler
         self.closeHandler = closeHandler
     }
@@ -123,8 +129,8 @@ public struct SessionManager {
                 return .callEngine(.close, body: try closeBody(handler, sessionID), route: route.route)
             }
             return .answer(try close(sessionID, now: now, verdict: verdict))
-        case .invocation(let parsed):
-            return try invoke(sessionID, body: body, parsed: parsed, now: now, verdict: verdict)
+        case .invocation:
+            return try invoke(sessionID, body: body, now: now, verdict: verdict)
         }
     }
 
@@ -167,7 +173,7 @@ public struct SessionManager {
         }
     }
 
-    func invoke(_ sessionID: UnsafeRawBufferPointer?, body: RequestBody, parsed: JSON?, now: Double,
+    func invoke(_ sessionID: UnsafeRawBufferPointer?, body: RequestBody, now: Double,
                 verdict: VerdictRoom = .none) throws(SessionError) -> Decision {
         guard let raw = sessionID else { return .pass }
         if engineOwnsSessions {
@@ -175,9 +181,9 @@ public struct SessionManager {
             let routing = try engineRoute(raw, now: now, verdict: verdict)
             if case .expire(let call) = routing { return call }
             let route = routing.route
-            guard let path = injectPath else { return route.map { .passSession($0, body: nil) } ?? .pass }
+            guard injectSplice.count > 0 else { return route.map { .passSession($0, body: nil) } ?? .pass }
             _ = try text(raw)
-            let pieces = try inject(raw, at: path, body: body, parsed: parsed)
+            let pieces = try inject(body)
             return route.map { .passSession($0, body: pieces) } ?? .passWithBody(pieces)
         }
         guard store != nil else { throw .disabled }
@@ -198,11 +204,11 @@ public struct SessionManager {
         // borrowed where it lies, as above
         if store?.affinity ?? false {
             let route = Route(kind: .builtin, home: home)
-            guard let path = injectPath else { return .passSession(route, body: nil) }
-            return .passSession(route, body: try inject(raw, at: path, body: body, parsed: parsed))
+            guard injectSplice.count > 0 else { return .passSession(route, body: nil) }
+            return .passSession(route, body: try inject(body))
         }
-        guard let path = injectPath else { return .pass }
-        return .passWithBody(try inject(raw, at: path, body: body, parsed: parsed))
+        guard injectSplice.count > 0 else { return .pass }
+        return .passWithBody(try inject(body))
     }
 
     /// Where a request of an engine's session goes: to its home when the
@@ -229,16 +235,23 @@ public struct SessionManager {
         }
     }
 
-    func inject(_ id: UnsafeRawBufferPointer, at path: JSONPath, body: RequestBody, parsed: JSON?) throws(SessionError) -> JSONSplice.Point {
+    /// Where the session id goes in `body`.
+    func inject(_ body: RequestBody) throws(SessionError) -> JSONSplice.Point {
         do {
-            return try JSONSplice.point(at: path.splice, in: body)
+            return try JSONSplice.point(at: injectSplice, in: body)
         } catch {
-            switch error {
-            case .notAnObject: throw .notAnObject(path: path.description)
-            case .tooDeep: throw .tooDeep(path: path.description)
-            case .blocked(let prefix):
-                throw .cannotInject(path: path.description, blockedAt: JSONPath(segments: prefix).description)
-            }
+            throw SessionManager.refusal(error, injecting: injectPath)
+        }
+    }
+
+    /// Apart, so that an injection that succeeds does not copy the path.
+    @inline(never)
+    static func refusal(_ error: JSONSplice.Failure, injecting path: JSONPath?) -> SessionError {
+        let path = path?.description ?? ""
+        switch error {
+        case .notAnObject: return .notAnObject(path: path)
+        case .tooDeep: return .tooDeep(path: path)
+        case .blocked(let prefix): return .cannotInject(path: path, blockedAt: JSONPath(segments: prefix).description)
         }
     }
 

@@ -148,10 +148,13 @@ final class Location {
     /// Whether an invocation with a session header is passed on unchecked
     /// (its outcome `passed`, not `valid`).
     let engineOwnsSessions: Bool
+    /// Where an injection writes the session id (the manager's).
+    let injectSplice: JSONSplice.Path
 
     init(_ configured: SessionManager) {
         self.configured = configured
         self.engineOwnsSessions = configured.engineOwnsSessions
+        injectSplice = configured.injectSplice
     }
 
     deinit { bound?.release() }
@@ -379,10 +382,18 @@ func write(_ decision: Decision, to output: UnsafeMutablePointer<sms_decision_t>
 func write(_ point: JSONSplice.Point, _ body: RequestBody, _ header: UnsafeRawBufferPointer?,
            _ location: UnsafeMutableRawPointer?, to output: UnsafeMutablePointer<sms_decision_t>,
            _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
-    guard let header, let path = borrow(location, as: Location.self, { $0.configured.injectPath?.splice }) ?? nil else {
-        return -1
-    }
-    let splice = JSONSplice.Splice(point, body: body, value: header, path: path)
+    guard let header else { return -1 }
+    return borrow(location, as: Location.self) { place in
+        place.injectSplice.count > 0
+            ? write(JSONSplice.Splice(point, body: body, value: header, path: place.injectSplice), to: output, allocate)
+            : -1
+    } ?? -1
+}
+
+/// The splice written out: the list of pieces, then the new bytes.
+@inline(__always)
+func write(_ splice: JSONSplice.Splice, to output: UnsafeMutablePointer<sms_decision_t>,
+           _ allocate: (Int) -> UnsafeMutableRawPointer?) -> Int32 {
     let most = splice.maxPieces, stride = MemoryLayout<sms_str_t>.stride
     guard let room = allocate(most * stride + splice.writtenCount) else { return -1 }
     let list = room.bindMemory(to: sms_str_t.self, capacity: most)
