@@ -362,6 +362,15 @@ extension JSONSplice {
         /// `out` (`writtenCount` bytes): the new bytes, with the short
         /// parts around them copied in.
         public func write(at out: UnsafeMutableRawPointer, _ emit: (UnsafeRawBufferPointer) -> Void) {
+            if let one = body.oneRun, let base = one.baseAddress, 0 <= from, from <= to, to <= one.count,
+               from < Splice.copiedBelow, one.count &- to < Splice.copiedBelow {
+                // nearly every body: one short run, passed on as one piece
+                out.copyMemory(from: base, byteCount: from)
+                let o = inserted(at: out + from)
+                o.copyMemory(from: base + to, byteCount: one.count &- to)
+                emit(UnsafeRawBufferPointer(start: out, count: out.distance(to: o) &+ (one.count &- to)))
+                return
+            }
             let copiesHead = from < Splice.copiedBelow, copiesTail = body.count - to < Splice.copiedBelow
             var o = out
             func copy(_ part: UnsafeRawBufferPointer) {
