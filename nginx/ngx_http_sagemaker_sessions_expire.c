@@ -142,7 +142,6 @@ static void
 ngx_http_sagemaker_sessions_expire_handler(ngx_event_t *ev)
 {
     int64_t                                   wait;
-    char                                      note[SMS_ERRLEN];
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
     smcf = ev->data;
@@ -158,10 +157,7 @@ ngx_http_sagemaker_sessions_expire_handler(ngx_event_t *ev)
         /* void */
     }
 
-    while (sms_expire_note(smcf->store, note, sizeof(note))) {
-        ngx_log_error(NGX_LOG_WARN, ev->log, 0, "sagemaker sessions: %s",
-                      note);
-    }
+    ngx_http_sagemaker_sessions_warn(smcf, ev->log);
 
     ngx_http_sagemaker_sessions_turn_used(smcf);
 

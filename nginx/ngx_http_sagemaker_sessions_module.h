@@ -196,6 +196,8 @@ void ngx_http_sagemaker_sessions_graveyard_exit(
     ngx_http_sagemaker_sessions_main_conf_t *smcf);
 void ngx_http_sagemaker_sessions_turn_used(
     ngx_http_sagemaker_sessions_main_conf_t *smcf);
+void ngx_http_sagemaker_sessions_warn(
+    ngx_http_sagemaker_sessions_main_conf_t *smcf, ngx_log_t *log);
 ngx_int_t ngx_http_sagemaker_sessions_init_process(
     ngx_cycle_t *cycle);
 void ngx_http_sagemaker_sessions_exit_process(ngx_cycle_t *cycle);

@@ -60,16 +60,27 @@ ngx_http_sagemaker_sessions_turn_used(
 static void
 ngx_http_sagemaker_sessions_turn_handler(ngx_event_t *ev)
 {
-    char                                      warning[SMS_ERRLEN];
     ngx_http_sagemaker_sessions_main_conf_t  *smcf;
 
     smcf = ev->data;
 
     sms_store_end_turn(smcf->store);
 
-    if (sms_store_warning(smcf->store, warning, sizeof(warning))) {
-        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                      "sagemaker sessions: %s", warning);
+    ngx_http_sagemaker_sessions_warn(smcf, ev->log);
+}
+
+
+/* what the store has to warn of since it was last asked, each line once */
+
+void
+ngx_http_sagemaker_sessions_warn(ngx_http_sagemaker_sessions_main_conf_t *smcf,
+    ngx_log_t *log)
+{
+    char  warning[SMS_ERRLEN];
+
+    while (sms_store_warning(smcf->store, warning, sizeof(warning))) {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "sagemaker sessions: %s",
+                      warning);
     }
 }
 

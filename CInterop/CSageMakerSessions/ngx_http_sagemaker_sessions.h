@@ -182,7 +182,8 @@ void sms_store_worker_exit(void *store);
  * decided: until then the store reads changes made on disk only once */
 
 void sms_store_end_turn(void *store);
-/* 1 with warning written: something new to warn of (once) */
+/* 1 with warning written: something new to warn of, once (the cache's
+ * limits, the closes owed to engines) */
 int sms_store_warning(void *store, char *warning, size_t len);
 
 
@@ -275,8 +276,6 @@ int sms_expire_take(void *store, void *location, sms_alloc_pt alloc,
  * line written to message (SMS_LOG_*), 0 for none */
 int sms_expire_answered(void *store, const sms_str_t *id,
     const sms_engine_response_t *resp, char *message, size_t len);
-/* 1 with message written: a [warn] of the closes owed, once */
-int sms_expire_note(void *store, char *message, size_t len);
 
 
 

@@ -148,8 +148,8 @@ extension SessionStore {
         queue.found(entry)
     }
 
-    /// The next `[warn]` line of the closes owed, once.
-    public func takeExpireNote() -> String? {
+    /// The next `[warn]` line of the closes owed, once (`takeWarning`).
+    func takeExpireNote() -> String? {
         guard let queue = expireQueue, !queue.notes.isEmpty else { return nil }
         return queue.notes.removeFirst()
     }

@@ -83,11 +83,12 @@ public final class SessionStore {
         return inotify.failure?.description
     }
 
-    /// A failure met after the worker started (a session's watch out of
-    /// fs.inotify.max_user_watches), for one `[warn]` per limit; nil when
-    /// there is nothing new to tell.
+    /// The next `[warn]` line the worker has to log, once; nil when there is
+    /// nothing new to tell: a failure met after the worker started (a
+    /// session's watch out of fs.inotify.max_user_watches, one per limit),
+    /// or a close owed to an engine that could not be recorded or was given up.
     public func takeWarning() -> String? {
-        inotify.takeWarning()
+        inotify.takeWarning() ?? takeExpireNote()
     }
 
     /// The worker exits: it is no longer one running without the cache.

@@ -61,11 +61,3 @@ public func sms_expire_answered(_ store: UnsafeMutableRawPointer?, _ id: UnsafeP
     copy(outcome.message, to: message, len)
     return outcome.level.rawValue
 }
-
-@_cdecl("sms_expire_note")
-public func sms_expire_note(_ store: UnsafeMutableRawPointer?, _ message: UnsafeMutablePointer<CChar>?,
-                            _ len: Int) -> Int32 {
-    guard let note = object(store, as: SessionStore.self)?.takeExpireNote() else { return 0 }
-    copy(note, to: message, len)
-    return 1
-}

@@ -301,7 +301,8 @@ public func sms_store_end_turn(_ store: UnsafeMutableRawPointer?) {
     borrow(store, as: SessionStore.self) { $0.endTurn() }
 }
 
-/// 1 with `warning` written when the worker has something new to warn of.
+/// 1 with `warning` written when the worker has something new to warn of
+/// (the cache's limits, the closes owed to engines).
 @_cdecl("sms_store_warning")
 public func sms_store_warning(_ store: UnsafeMutableRawPointer?, _ warning: UnsafeMutablePointer<CChar>?,
                               _ len: Int) -> Int32 {

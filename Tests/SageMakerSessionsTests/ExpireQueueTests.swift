@@ -181,7 +181,7 @@ final class ExpireQueueTests: TempDirectoryTestCase {
         s.foundExpireEntry(claimed)
         s.foundExpireEntry(".expire.0.\(ms(t0 + 11)).0.abc")
         XCTAssertNil(s.takeExpired(now: t0 + 12))
-        XCTAssertNil(s.takeExpireNote())
+        XCTAssertNil(s.takeWarning())
         XCTAssertNil(s.expireWait(now: t0 + 12))
     }
 }
