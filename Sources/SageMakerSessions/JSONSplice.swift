@@ -116,7 +116,7 @@ public enum JSONSplice {
             var i = 0
             while true {
                 let v = base.loadUnaligned(fromByteOffset: i, as: SIMD16<Int8>.self)
-                if any((v .< space) .| (v .== quote) .| (v .== backslash) .| (v .== del)) { return false }
+                if ((v .< space) .| (v .== quote) .| (v .== backslash) .| (v .== del)).isAnySet { return false }
                 if i == n &- 16 { return true }
                 i = min(i &+ 16, n &- 16)
             }

@@ -97,7 +97,8 @@ extension JSONSplice {
 
     /// The first byte from `from` on that is not plain in a string (a
     /// control character, `"`, `\` or a byte from 0x80), or `count`.
-    /// Sixteen bytes a step, then eight: read as signed bytes, one
+    /// Sixty-four bytes a step while none is found (the bulk of a long
+    /// prompt: four vectors, one test), then sixteen, then eight: read as signed bytes, one
     /// comparison `< 0x20` finds both the control characters and the bytes
     /// from 0x80 (negative), so a step takes three comparisons. The byte
     /// found is located by its bit, not by going back byte by byte, and the
@@ -107,10 +108,17 @@ extension JSONSplice {
         var i = from
         let space = SIMD16<Int8>(repeating: 0x20), quote = SIMD16<Int8>(repeating: 0x22)
         let backslash = SIMD16<Int8>(repeating: 0x5c)
+        @inline(__always) func hits(_ at: Int) -> SIMDMask<SIMD16<Int8>.MaskStorage> {
+            let v = base.loadUnaligned(fromByteOffset: at, as: SIMD16<Int8>.self)
+            return (v .< space) .| (v .== quote) .| (v .== backslash)
+        }
+        while i <= count &- 64 {   // the one found is then located sixteen bytes a step
+            if (hits(i) .| hits(i &+ 16) .| hits(i &+ 32) .| hits(i &+ 48)).isAnySet { break }
+            i &+= 64
+        }
         while i <= count &- 16 {   // count >= i >= 0: no overflow
-            let v = base.loadUnaligned(fromByteOffset: i, as: SIMD16<Int8>.self)
-            let hit = (v .< space) .| (v .== quote) .| (v .== backslash)
-            if any(hit) {
+            let hit = hits(i)
+            if hit.isAnySet {
                 let lanes = unsafeBitCast(SIMD16<Int8>(repeating: 0).replacing(with: -1, where: hit),
                                           to: SIMD2<UInt64>.self)
                 let low = UInt64(littleEndian: lanes[0]), high = UInt64(littleEndian: lanes[1])

@@ -109,7 +109,7 @@ public struct RequestBody {
         var at = 0
         while true {
             let v = base.loadUnaligned(fromByteOffset: at, as: SIMD16<UInt8>.self)
-            if any((v .== wideA) .| (v .== wideB)) { return true }
+            if ((v .== wideA) .| (v .== wideB)).isAnySet { return true }
             if at &+ 16 >= n { return false }
             at = min(at &+ 16, n &- 16)  // the last step overlaps the one before
         }

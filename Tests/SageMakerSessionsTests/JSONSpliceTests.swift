@@ -160,13 +160,19 @@ final class JSONSpliceTests: XCTestCase {
     func testPlainEndFindsTheFirstSpecialByte() {
         let specials: [[UInt8]] = [[0x00], [0x1f], [0x22], [0x5c], [0x80], [0xff], [0x22, 0x23], [0x5c, 0x5d],
                                    [0x1f, 0x20], [0x00, 0x21], [0x80, 0x22]]
-        for count in 0...40 {
+        check(plainEndIn: Array(0...40), from: nil, specials)
+        // past the 64-byte steps: every place, from the starts around a step's edges
+        check(plainEndIn: [63, 64, 65, 127, 128, 129, 150], from: [0, 1, 15, 16, 17, 47, 48, 63, 64, 65, 80], specials)
+    }
+
+    private func check(plainEndIn counts: [Int], from starts: [Int]?, _ specials: [[UInt8]]) {
+        for count in counts {
             for special in specials + [[]] {
                 for at in 0...max(count - special.count, 0) where special.count <= count {
                     var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: count)
                     bytes.replaceSubrange(at..<(at + special.count), with: special)
                     let buffer = kept(bytes)
-                    for from in 0...count {
+                    for from in starts?.filter({ $0 <= count }) ?? Array(0...count) {
                         var expected = from
                         while expected < count, JSONSplice.isPlain(bytes[expected]) { expected += 1 }
                         let got = buffer.baseAddress.map { JSONSplice.plainEnd($0, from, count) } ?? 0
