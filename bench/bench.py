@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
 
 from harness import engine_stub_conf, front_conf, indented, proxy_location  # noqa: E402
 
-MODULE = os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
+MODULE = os.environ.get("BENCH_MODULE") or os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
 DURATION = int(os.environ.get("BENCH_SECONDS", "2"))
 # each module figure: the median of PAIRS (plain proxy_pass, module) runs made
 # back to back, so that drifts in the machine's speed cancel out
@@ -564,8 +564,14 @@ def main():
                   f"during, {fmt(calm_ref['p99'])} us after; the module {calm_gap['p99'] or 0:+,.0f} us over it "
                   f"after; medians of {SWEEP_PAIRS} pairs); {swept['non2xx']:,} non-2xx answers",
                   flush=True)
-            print(f"sweep ({SWEEP_POOL} pool): CPU while the pairs ran ({wall:.1f} s): worker's event loop {shares['worker']:.1%}, "
-                  f"its thread pool {shares['pool']:.1%}, engine {shares['engine']:.1%} of one core; plain {ref['rps']:,.0f} req/s, the module {swept['rps']:,.0f} req/s (medians)",
+            # the event loop's CPU over the requests it answered meanwhile: with
+            # nothing to sweep, what a request costs; the rest is the sweep's
+            answered = sum((r["rps"] + g["rps"]) * SWEEP_SECONDS for r, g in during)
+            per_request = (cpu_to["worker"] - cpu_from["worker"]) / 1e3 / answered if answered else 0
+            print(f"sweep ({SWEEP_POOL} pool): CPU while the pairs ran ({wall:.1f} s): "
+                  f"worker's event loop {shares['worker']:.1%} ({per_request:.1f} us a request answered), "
+                  f"its thread pool {shares['pool']:.1%}, engine {shares['engine']:.1%} of one core; "
+                  f"plain {ref['rps']:,.0f} req/s, the module {swept['rps']:,.0f} req/s (medians)",
                   flush=True)
             notes.append(("sweep", before, after, swept, ref, gap["p99"], measured_for, left, took, felt,
                           calm_ref, calm_gap["p99"]))
