@@ -61,6 +61,7 @@ typedef struct {
     u_char                                   *pid;      /*   terminated */
     ngx_uint_t                                paced;    /* in the thread */
     ngx_uint_t                                idle;     /* our own pool */
+    ngx_uint_t                                thread;   /* run by the pool */
     uint64_t                                  burst;    /* its start, ns */
     ngx_uint_t                                busy;     /* posted, not done */
     ngx_uint_t                                due;      /* buried since */
@@ -197,6 +198,16 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
             continue;
         }
 
+        /*
+         * The worker is leaving: nginx waits for this task before the
+         * worker exits, and an idle thread on a busy core may take long;
+         * the worker's exit deletes the rest, at its own priority.
+         */
+
+        if (gy->thread && (ngx_quit || ngx_terminate || ngx_exiting)) {
+            break;
+        }
+
         /* a session's usual one file, then its directory: two calls */
 
         n = ngx_strlen(de->d_name);
@@ -322,6 +333,7 @@ ngx_http_sagemaker_sessions_graveyard_thread(void *data, ngx_log_t *log)
      */
 
     gy->paced = 1;
+    gy->thread = 1;
 
     if (gy->idle) {
         if (sched_getscheduler(0) == SCHED_IDLE) {
@@ -529,6 +541,7 @@ ngx_http_sagemaker_sessions_graveyard_exit(
 
     gy = task->ctx;
     gy->paced = 0;
+    gy->thread = 0;
     gy->tidy = 1;
     ngx_http_sagemaker_sessions_empty(gy);
 #endif
