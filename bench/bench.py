@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "Tests", "integration"))
 
 from harness import engine_stub_conf, front_conf, indented, proxy_location  # noqa: E402
 
-MODULE = os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
+MODULE = os.environ.get("BENCH_MODULE") or os.path.join(ROOT, "build", "ngx_http_sagemaker_sessions_module.so")
 DURATION = int(os.environ.get("BENCH_SECONDS", "2"))
 # each module figure: the median of PAIRS (plain proxy_pass, module) runs made
 # back to back, so that drifts in the machine's speed cancel out
@@ -243,7 +243,8 @@ def fmt(v, digits=0):
 # left as it is).
 ONLY = os.environ.get("BENCH_ONLY", "")
 # the sweep scenario (BENCH_ONLY=sweep runs only it, and leaves results.md)
-SWEEP_SESSIONS = 100_000
+SWEEP_SESSIONS = int(os.environ.get("BENCH_SWEEP_EXPIRED", "100000"))  # 0: the same runs, nothing to sweep
+SWEEP_POOL = os.environ.get("BENCH_SWEEP_POOL", "own")
 SWEEP_PAIRS = int(os.environ.get("BENCH_SWEEP_PAIRS", "3"))
 SWEEP_SECONDS = int(os.environ.get("BENCH_SWEEP_SECONDS", "2"))
 
@@ -263,6 +264,30 @@ def sweep_buried(path):
         except (FileNotFoundError, NotADirectoryError):  # removed meanwhile
             pass
     return buried
+
+
+def cpu_by_thread(workers, engine_workers):
+    """Nanoseconds on a CPU so far (/proc/<pid>/task/<tid>/schedstat's
+    first field), by role: each front worker's main thread (its event loop:
+    requests, sweep ticks, inotify), the front workers' other threads (the
+    thread pool: the graveyard's deleting), the engine's workers."""
+    def ns(pid, tid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                return int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            return 0
+    got = {"worker": 0, "pool": 0, "engine": 0}
+    for pid in workers:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            got["worker" if tid == pid else "pool"] += ns(pid, tid)
+    for pid in engine_workers:
+        got["engine"] += ns(pid, pid)
+    return got
 
 
 def sweep_left(path, live):
@@ -440,10 +465,10 @@ def main():
         with open(os.path.join(work, "engine.conf"), "w") as f:
             f.write(engine_stub_conf(work, engine_port, ENGINE_BODY, pid="engine.pid", log="engine.log",
                                      level="warn"))
-        start(["nginx", "-p", work, "-c", os.path.join(work, "engine.conf"), "-e", os.path.join(work, "engine.log")],
-              engine_port)
+        engine = start(["nginx", "-p", work, "-c", os.path.join(work, "engine.conf"),
+                        "-e", os.path.join(work, "engine.log")], engine_port)
 
-        def front(expiration="20m", workers=WORKERS, cpu=0):
+        def front(expiration="20m", workers=WORKERS, cpu=0, main=()):
             conf = os.path.join(work, "front.conf")
             with open(conf, "w") as f:
                 f.write(front_conf(directory=work, pid="front.pid", log="front.log", level="warn", module=MODULE,
@@ -452,7 +477,7 @@ def main():
                                    http=[f"client_body_temp_path {work}/body;", f"proxy_temp_path {work}/proxy;",
                                          "client_max_body_size 4m;", "client_body_buffer_size 2m;",
                                          plain_server(plain_port)],
-                                   sessions_max=2000000, locations=LOCATIONS))
+                                   sessions_max=2000000, locations=LOCATIONS, main=main))
             return start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], front_port,
                          cpu=cpu)
 
@@ -499,7 +524,10 @@ def main():
             sid = str(uuid.uuid4())
             populate_one(sessions, sid, time.time() + 3600)
             live = {sid}
-            master = front(expiration="20s")
+            # the sweep's own thread pool, as the README has it (its thread
+            # deletes at SCHED_IDLE); BENCH_SWEEP_POOL=default: nginx's default pool
+            master = front(expiration="20s", main=[] if SWEEP_POOL == "default"
+                           else ["thread_pool sagemaker_sessions threads=1;"])
             pass_starts = time.time() + 1  # the first pass starts a second after the workers
             before = sweep_left(sessions, live)
             sess_lua = script(work, "sess", POST_LUA % (BODY, f'wrk.headers["{SESSION}"] = "{sid}"'))
@@ -507,8 +535,13 @@ def main():
             def pairs():
                 return paired(lambda: wrk(plain + "/invocations", sess_lua, seconds=SWEEP_SECONDS),
                               lambda: wrk(base + "/invocations", sess_lua, seconds=SWEEP_SECONDS), SWEEP_PAIRS)
+            cpu_workers, cpu_engine = children(master.pid), children(engine.pid)
+            cpu_from, wall_from = cpu_by_thread(cpu_workers, cpu_engine), time.time()
             during = pairs()
             after = sweep_left(sessions, live)
+            cpu_to, wall = cpu_by_thread(cpu_workers, cpu_engine), time.time() - wall_from
+            # each role's share of one CPU while the pairs ran (issue 26 part 2)
+            shares = {k: (cpu_to[k] - cpu_from[k]) / 1e9 / wall for k in cpu_to}
             measured_for = time.time() - pass_starts
             deadline = time.time() + 120
             while sweep_left(sessions, live) and time.time() < deadline:
@@ -530,6 +563,15 @@ def main():
                   f"beside it, {felt or 0:+,.0f} us over plain once the pass is over (plain p99 {fmt(ref['p99'])} us "
                   f"during, {fmt(calm_ref['p99'])} us after; the module {calm_gap['p99'] or 0:+,.0f} us over it "
                   f"after; medians of {SWEEP_PAIRS} pairs); {swept['non2xx']:,} non-2xx answers",
+                  flush=True)
+            # the event loop's CPU over the requests it answered meanwhile: with
+            # nothing to sweep, what a request costs; the rest is the sweep's
+            answered = sum((r["rps"] + g["rps"]) * SWEEP_SECONDS for r, g in during)
+            per_request = (cpu_to["worker"] - cpu_from["worker"]) / 1e3 / answered if answered else 0
+            print(f"sweep ({SWEEP_POOL} pool): CPU while the pairs ran ({wall:.1f} s): "
+                  f"worker's event loop {shares['worker']:.1%} ({per_request:.1f} us a request answered), "
+                  f"its thread pool {shares['pool']:.1%}, engine {shares['engine']:.1%} of one core; "
+                  f"plain {ref['rps']:,.0f} req/s, the module {swept['rps']:,.0f} req/s (medians)",
                   flush=True)
             notes.append(("sweep", before, after, swept, ref, gap["p99"], measured_for, left, took, felt,
                           calm_ref, calm_gap["p99"]))

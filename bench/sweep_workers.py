@@ -8,6 +8,8 @@ lifetime, wrk sending a valid session's invocations at 32 connections
 (SWEEP_LOAD=0: no load) until the pass is over; the count left (in the
 sessions directory and in its graveyard) is read every 0.5 s. The pass is
 timed from its start, a second after the workers start, to none left.
+The front has the sweep's own thread pool, `thread_pool sagemaker_sessions
+threads=1;` (SWEEP_POOL=default: without it, nginx's default pool).
 """
 
 import os
@@ -24,6 +26,7 @@ from bench import (BODY, ENGINE_BODY, LOCATIONS, MODULE, POST_LUA, SESSION, engi
 
 SESSIONS = int(os.environ.get("SWEEP_SESSIONS", "100000"))
 LOAD = os.environ.get("SWEEP_LOAD", "1") == "1"
+POOL = os.environ.get("SWEEP_POOL", "own")
 LIMIT = 120  # seconds: a pass not done by then is reported as such
 
 
@@ -35,7 +38,8 @@ def one(work, sessions, engine_port, workers):
         f.write(front_conf(directory=work, pid=f"front{workers}.pid", log="front.log", level="warn", module=MODULE,
                            workers=workers, sessions=sessions, expiration="20s", engine_port=engine_port,
                            port=port, http=[f"client_body_temp_path {work}/body;", f"proxy_temp_path {work}/proxy;"],
-                           sessions_max=2000000, locations=LOCATIONS))
+                           sessions_max=2000000, locations=LOCATIONS,
+                           main=[] if POOL == "default" else ["thread_pool sagemaker_sessions threads=1;"]))
     master = start(["nginx", "-p", work, "-c", conf, "-e", os.path.join(work, "front.log")], port, cpu=None)
     pass_starts = time.time() + 1
     sid = new_session(port)

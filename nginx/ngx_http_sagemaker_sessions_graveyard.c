@@ -2,9 +2,18 @@
 /*
  * The sweep's graveyard: expired sessions are renamed into
  * <sessions>/.graveyard in the event loop (one system call each), and their
- * files are deleted there by a task in nginx's thread pool "default", as
- * aio threads reads files. Without threads (NGX_THREADS unset, or no pool
- * in this worker) the sweep deletes the files itself, as before.
+ * files are deleted there by a task in nginx's thread pool, as aio threads
+ * reads files: the pool "sagemaker_sessions" if nginx.conf defines one, else
+ * "default". Without threads (NGX_THREADS unset, or no pool in this worker)
+ * the sweep deletes the files itself, as before.
+ *
+ * In a pool of its own the thread deletes at SCHED_IDLE, unpaced: it runs
+ * when the core has nothing else to run, and a worker that wakes takes the
+ * core from it at once, so requests do not wait behind the deleting (it
+ * was 8.5% of the core the worker shares with the engine in the sweep
+ * scenario, and every request there waited its share). A thread cannot
+ * leave SCHED_IDLE again without CAP_SYS_NICE, so "default", which
+ * aio threads may share, is never made idle: there the thread is paced.
  *
  * One task per worker (every worker sweeps its part), posted again while
  * sessions are buried. Each worker buries in its own part of the
@@ -22,6 +31,7 @@
 #include "ngx_http_sagemaker_sessions_module.h"
 
 #include <dirent.h>
+#include <sched.h>
 
 
 #define NGX_HTTP_SAGEMAKER_SESSIONS_GRAVEYARD  ".graveyard"
@@ -41,12 +51,17 @@
 #define NGX_HTTP_SAGEMAKER_SESSIONS_BURST      100000
 #define NGX_HTTP_SAGEMAKER_SESSIONS_PAUSE      1000000
 
+/* the module's own pool, if nginx.conf defines it: thread_pool <name> ...; */
+#define NGX_HTTP_SAGEMAKER_SESSIONS_POOL       "sagemaker_sessions"
+
 
 typedef struct {
     u_char                                   *top;      /* .graveyard, NUL- */
     u_char                                   *path;     /* its <pid> part, */
     u_char                                   *pid;      /*   terminated */
     ngx_uint_t                                paced;    /* in the thread */
+    ngx_uint_t                                idle;     /* our own pool */
+    ngx_uint_t                                thread;   /* run by the pool */
     uint64_t                                  burst;    /* its start, ns */
     ngx_uint_t                                busy;     /* posted, not done */
     ngx_uint_t                                due;      /* buried since */
@@ -183,6 +198,16 @@ ngx_http_sagemaker_sessions_empty(ngx_http_sagemaker_sessions_graveyard_t *gy)
             continue;
         }
 
+        /*
+         * The worker is leaving: nginx waits for this task before the
+         * worker exits, and an idle thread on a busy core may take long;
+         * the worker's exit deletes the rest, at its own priority.
+         */
+
+        if (gy->thread && (ngx_quit || ngx_terminate || ngx_exiting)) {
+            break;
+        }
+
         /* a session's usual one file, then its directory: two calls */
 
         n = ngx_strlen(de->d_name);
@@ -299,7 +324,37 @@ ngx_http_sagemaker_sessions_graveyard_thread(void *data, ngx_log_t *log)
 {
     ngx_http_sagemaker_sessions_graveyard_t  *gy = data;
 
+    struct sched_param  sp;
+
+    /*
+     * Each of the pool's threads, the first time it runs the task: asking
+     * for less never needs a privilege, so this works for workers running
+     * as nobody. If it fails, the thread is paced as in "default".
+     */
+
     gy->paced = 1;
+    gy->thread = 1;
+
+    if (gy->idle) {
+        if (sched_getscheduler(0) == SCHED_IDLE) {
+            gy->paced = 0;
+
+        } else {
+            ngx_memzero(&sp, sizeof(struct sched_param));
+
+            if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0) {
+                gy->paced = 0;
+
+            } else {
+                ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                              "sched_setscheduler(SCHED_IDLE) failed in "
+                              "thread pool \"" NGX_HTTP_SAGEMAKER_SESSIONS_POOL
+                              "\": the sweep's deleting is paced instead");
+                gy->idle = 0;
+            }
+        }
+    }
+
     ngx_http_sagemaker_sessions_empty(gy);
 }
 
@@ -318,13 +373,22 @@ ngx_http_sagemaker_sessions_graveyard_done(ngx_event_t *ev)
 #endif
 
 
-/* the default thread pool is made for the sweep, if nothing else made it */
+/*
+ * The default thread pool is made for the sweep, if nothing else made it,
+ * unless a "thread_pool sagemaker_sessions" before http { } gave it its own.
+ */
 
 ngx_int_t
 ngx_http_sagemaker_sessions_graveyard_conf(ngx_conf_t *cf,
     ngx_http_sagemaker_sessions_main_conf_t *smcf)
 {
 #if (NGX_THREADS)
+    ngx_str_t  own = ngx_string(NGX_HTTP_SAGEMAKER_SESSIONS_POOL);
+
+    if (ngx_thread_pool_get(cf->cycle, &own) != NULL) {
+        return NGX_OK;
+    }
+
     if (ngx_thread_pool_add(cf, NULL) == NULL) {
         return NGX_ERROR;
     }
@@ -343,11 +407,20 @@ ngx_http_sagemaker_sessions_graveyard_init(ngx_cycle_t *cycle,
 #if (NGX_THREADS)
     u_char                                   *p;
     ngx_str_t                                 name = ngx_string("default");
+    ngx_str_t                                 own = ngx_string(
+                                                NGX_HTTP_SAGEMAKER_SESSIONS_POOL);
+    ngx_uint_t                                idle;
     ngx_thread_task_t                        *task;
     ngx_thread_pool_t                        *tp;
     ngx_http_sagemaker_sessions_graveyard_t  *gy;
 
-    tp = ngx_thread_pool_get(cycle, &name);
+    tp = ngx_thread_pool_get(cycle, &own);
+    idle = (tp != NULL);
+
+    if (tp == NULL) {
+        tp = ngx_thread_pool_get(cycle, &name);
+    }
+
     if (tp == NULL) {
         return NGX_OK;
     }
@@ -360,6 +433,7 @@ ngx_http_sagemaker_sessions_graveyard_init(ngx_cycle_t *cycle,
 
     gy = task->ctx;
     gy->smcf = smcf;
+    gy->idle = idle;
 
     /* <path>/.graveyard and <path>/.graveyard/<pid>, as the store names them */
 
@@ -467,6 +541,7 @@ ngx_http_sagemaker_sessions_graveyard_exit(
 
     gy = task->ctx;
     gy->paced = 0;
+    gy->thread = 0;
     gy->tidy = 1;
     ngx_http_sagemaker_sessions_empty(gy);
 #endif

@@ -15,9 +15,14 @@ import Glibc
 ///
 /// A pass is spread over half the interval, not run as fast as ticks allow:
 /// reading 100k live sessions' files at 16 per millisecond took 8% of a
-/// worker's time for 6 s; spread over 30 s, about 3%. After each tick the
-/// pause to the next is set by what is left and what that tick got through;
-/// a pass that is behind ticks every millisecond.
+/// worker's time for 6 s; spread over 30 s, about 3%. A pass with more
+/// entries than a worker examines at `rate` in that half is spread over
+/// up to `longest` instead: 100k expired at a 20 s lifetime (a pass due
+/// every 2 s) ran flat out, 7,000 a second, and took 11% of the core the
+/// worker shared with the engine for 14 s, which every request there
+/// waited its share of. After each tick the pause to the next, and how
+/// many entries the next may read, are set by what is left and the time
+/// left; a pass that is behind ticks every millisecond, as many as it can.
 ///
 /// Every worker sweeps, each the entries its `share` owns: a tick reads up
 /// to `batch` entries per worker, examines only its own (at most `batch`),
@@ -34,6 +39,12 @@ final class ExpirySweep {
     /// Directories without `.expiration_ts` younger than this may belong to
     /// a create in progress (ours, or the Python library's).
     static let grace: Double = 60
+    /// Entries a worker examines a second at most, unless half the interval
+    /// asks for more, and the longest a pass is spread over: 100k expired
+    /// with one worker in 20 s, well within the 30 s a pass's expired
+    /// sessions are to be gone in.
+    static let rate: Double = 5_000
+    static let longest: Double = 20
 
     let interval: Double
     /// The part of each pass this worker sweeps.
@@ -45,6 +56,8 @@ final class ExpirySweep {
     /// does not count them: as fast as ticks allow).
     private var passEnds: Double = 0
     private var left: Int?
+    /// Entries the next tick reads at most (all workers' entries).
+    private var quota = ExpirySweep.batch
     /// Nanoseconds on a clock that only moves forward.
     private let clock: () -> UInt64
 
@@ -87,13 +100,14 @@ final class ExpirySweep {
                 return UInt64(interval * 1000)
             }
             dir = opened
-            passEnds = now + interval / 2
             left = store.directoryCount().map { Int($0) }
+            passEnds = now + ExpirySweep.span(entries: left ?? 0, workers: share.workers, interval: interval)
+            quota = ExpirySweep.batch * share.workers
         }
         let deadline = clock() &+ ExpirySweep.budget
         var examined = 0
         var visited = 0
-        while examined < ExpirySweep.batch && visited < ExpirySweep.batch * share.workers
+        while examined < ExpirySweep.batch && visited < quota
                 && (visited == 0 || clock() < deadline) {
             guard let d = dir, let entry = readdir(d) else {
                 if let d = dir { closedir(d) }
@@ -111,8 +125,33 @@ final class ExpirySweep {
         }
         left = left.map { max(0, $0 - visited) }
         // uncounted, or none left by the count yet the directory goes on
-        guard let left, left > 0 else { return ExpirySweep.tickMs }
-        return ExpirySweep.pace(entries: left, perTick: visited, within: passEnds - now)
+        guard let left, left > 0 else {
+            quota = ExpirySweep.batch * share.workers
+            return ExpirySweep.tickMs
+        }
+        let pause = ExpirySweep.pace(entries: left, perTick: visited, within: passEnds - now)
+        quota = ExpirySweep.quota(entries: left, pause: pause, within: passEnds - now,
+                                  most: ExpirySweep.batch * share.workers)
+        return pause
+    }
+
+    /// How long a pass of `entries` is spread over: half the interval, or
+    /// longer (up to `longest`) where that would ask a worker to examine
+    /// more than `rate` of its share a second.
+    static func span(entries: Int, workers: Int, interval: Double) -> Double {
+        let atRate = Double(entries) / (rate * Double(max(workers, 1)))
+        return max(interval / 2, min(longest, atRate))
+    }
+
+    /// Entries the next tick reads, `pause` milliseconds after this one, to
+    /// end on time: what a pause in whole milliseconds cannot slow (1 ms,
+    /// where 1.6 ms was wanted, took 8 a tick where 5 were enough). At
+    /// least one; `most` once the time is up.
+    static func quota(entries: Int, pause: UInt64, within seconds: Double, most: Int) -> Int {
+        let ms = seconds * 1000
+        guard ms > Double(pause) else { return most }
+        let wanted = (Double(entries) * Double(pause) / ms).rounded(.up)
+        return max(1, min(most, Int(wanted)))
     }
 
     private func examine(_ name: String, store: SessionStore, now: Double) {

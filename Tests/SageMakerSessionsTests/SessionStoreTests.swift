@@ -362,6 +362,30 @@ final class SessionStoreTests: TempDirectoryTestCase {
         XCTAssertEqual(ExpirySweep.pace(entries: 10_000, perTick: 16, within: -2), 1)
     }
 
+    func testALargePassIsSpreadOverUpToTwentySecondsWhateverTheInterval() {
+        // few entries: half the interval, as before
+        XCTAssertEqual(ExpirySweep.span(entries: 1_000, workers: 1, interval: 2), 1)
+        XCTAssertEqual(ExpirySweep.span(entries: 1_000, workers: 1, interval: 60), 30)
+        // 100k at 5,000 a second a worker: 20 s with one, 5 s with four
+        XCTAssertEqual(ExpirySweep.span(entries: 100_000, workers: 1, interval: 2), 20)
+        XCTAssertEqual(ExpirySweep.span(entries: 100_000, workers: 4, interval: 2), 5)
+        // never longer than 20 s, unless half the interval is
+        XCTAssertEqual(ExpirySweep.span(entries: 1_000_000, workers: 1, interval: 2), 20)
+        XCTAssertEqual(ExpirySweep.span(entries: 1_000_000, workers: 1, interval: 60), 30)
+    }
+
+    func testATickReadsWhatEndsThePassOnTimeWhereAWholeMillisecondIsTooLong() {
+        // 100k in 20 s, a tick a millisecond: 5 a tick, not a batch of 16
+        XCTAssertEqual(ExpirySweep.quota(entries: 100_000, pause: 1, within: 20, most: 16), 5)
+        XCTAssertEqual(ExpirySweep.quota(entries: 100_000, pause: 1, within: 5, most: 64), 20)
+        // a long pause: a whole batch
+        XCTAssertEqual(ExpirySweep.quota(entries: 1_000, pause: 16, within: 1, most: 16), 16)
+        // at least one; all it may once the time is up
+        XCTAssertEqual(ExpirySweep.quota(entries: 1, pause: 1, within: 20, most: 16), 1)
+        XCTAssertEqual(ExpirySweep.quota(entries: 100_000, pause: 1, within: -1, most: 16), 16)
+        XCTAssertEqual(ExpirySweep.quota(entries: 10_000_000, pause: 1, within: 20, most: 16), 16)
+    }
+
     /// Each read of the clock finds 60 µs gone: a tick stops after two
     /// entries (its budget is 100 µs), well before its batch of 16.
     func testATickStopsWhenItsTimeIsSpent() throws {

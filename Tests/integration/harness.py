@@ -610,7 +610,7 @@ ENGINE_STUB_CONF = "\n" + MAIN_CONF + """    server {{
 }}
 """
 
-FRONT_CONF = "\nload_module {module};\n" + MAIN_CONF + """{http}
+FRONT_CONF = "\nload_module {module};\n{main}" + MAIN_CONF + """{http}
     upstream engine {{
         server 127.0.0.1:{engine_port};
         keepalive 64;
@@ -644,12 +644,13 @@ def proxy_location(path, manager=None):
 
 
 def front_conf(*, directory, pid, log, level, module, workers, sessions, expiration, engine_port, port,
-               http=(), sessions_max=None, listen="", locations=None):
+               http=(), sessions_max=None, listen="", locations=None, main=()):
     """nginx with the module in front of the engine at `engine_port`, its
     sessions in `sessions`. pid, log: file names in `directory`; http: lines
     for the http block, before the session directives; listen: parameters of
     `listen`; locations: the server's locations as text, by default
-    `location = /invocations` with the session manager."""
+    `location = /invocations` with the session manager; main: lines for
+    the main context (a thread_pool)."""
     http_lines = list(http) + ["sagemaker_sessions on;",
                                f"sagemaker_sessions_path {sessions};",
                                f"sagemaker_sessions_expiration {expiration};"]
@@ -657,6 +658,6 @@ def front_conf(*, directory, pid, log, level, module, workers, sessions, expirat
         http_lines.append(f"sagemaker_sessions_max {sessions_max};")
     if locations is None:
         locations = proxy_location("/invocations", "sagemaker_session_manager;")
-    return FRONT_CONF.format(module=module, workers=workers, dir=directory, pid=pid, log=log, level=level,
-                             http=indented(http_lines, 4), engine_port=engine_port, port=port,
+    return FRONT_CONF.format(main="".join(line + "\n" for line in main), module=module, workers=workers,
+                             dir=directory, pid=pid, log=log, level=level, http=indented(http_lines, 4), engine_port=engine_port, port=port,
                              listen=listen and " " + listen, locations=locations)
